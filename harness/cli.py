@@ -1,0 +1,149 @@
+"""The `wsfm-bench` command: list plugins, run a suite, write a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError, WsfmBenchError
+from harness.registry import REGISTRIES
+
+
+def _value(text: str) -> Any:
+    """A TOML scalar ('0.9', 'true', '"x"'), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_method(text: str) -> dict[str, Any]:
+    """'ws-fm:t0=0.5|0.9,draft=good' -> {'name': 'ws-fm', 't0': [0.5, 0.9], 'draft': 'good'}."""
+    name, _, rest = text.partition(":")
+    entry: dict[str, Any] = {"name": name.strip()}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, raw = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--method {text!r}: option {item!r} is not key=value")
+        values = [_value(v.strip()) for v in raw.split("|")]
+        entry[key.strip()] = values if len(values) > 1 else values[0]
+    return entry
+
+
+def build_suite(args: argparse.Namespace):
+    from harness.suite import DEFAULT_SUITE, load_suite, parse_suite
+
+    if args.suite is None and (args.task or args.method):
+        if not (args.task and args.method):
+            raise ConfigError("a suite from the command line needs both --task and --method")
+        data: dict[str, Any] = {"name": "cli", "budgets": args.budgets or [10, 20, 50]}
+    else:
+        path = Path(args.suite) if args.suite else DEFAULT_SUITE
+        if not path.is_file():
+            raise ConfigError(f"suite file {path} does not exist; give a TOML file (see README)")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"suite file {path} is not valid TOML: {exc}") from exc
+        data.setdefault("name", path.stem)
+    if args.task:
+        data["tasks"] = [{"name": t} for t in args.task]
+    if args.method:
+        data["methods"] = [parse_method(m) for m in args.method]
+    for key in ("budgets", "seeds", "device", "n_samples", "threads"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+    if args.train_steps is not None:
+        data.setdefault("training", {})["steps"] = args.train_steps
+    return parse_suite(data, args.suite or "command line")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for kind, registry in REGISTRIES.items():
+        if args.kind and kind != args.kind:
+            continue
+        print(f"{kind}s:")
+        for entry in registry:
+            print(f"  {entry.name:<22} {entry.description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cache import Cache
+    from harness.records import load_run
+    from harness.runner import run_suite
+
+    suite = build_suite(args)  # every check happens here, before anything is written
+    run_dir = run_suite(suite, out_dir=args.out, run_id=args.run_id,
+                        cache=Cache(args.cache) if args.cache else None,
+                        progress=not args.quiet)
+    print(f"records: {run_dir / 'records.csv'}")
+    if not args.no_report:
+        from harness.report import write_report
+
+        print(f"report:  {write_report(run_dir)}")
+    return _exit_code(load_run(run_dir))
+
+
+def _exit_code(df) -> int:
+    bad = df[df["nfe_ok"] == False]  # noqa: E712 (pandas element-wise)
+    if len(bad):
+        print(f"error: {bad['cell_id'].nunique()} cell(s) took a different number of network "
+              "calls than expected; see the report", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsfm-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="print every plugin with a one-line description")
+    p.add_argument("kind", nargs="?", choices=list(REGISTRIES), help="only this kind")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run a suite (default: the embedded default suite)")
+    p.add_argument("suite", nargs="?", help="suite TOML file")
+    p.add_argument("--task", action="append", help="task to run (repeatable)")
+    p.add_argument("--method", action="append",
+                   help="method[:key=value,...]; a|b gives several values (repeatable)")
+    p.add_argument("--budgets", type=int, nargs="+", help="step budgets N")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds")
+    p.add_argument("--device", help="cpu or cuda[:N]")
+    p.add_argument("--n-samples", type=int, dest="n_samples", help="samples per cell")
+    p.add_argument("--threads", type=int, help="torch CPU threads (recorded)")
+    p.add_argument("--train-steps", type=int, help="override training steps")
+    p.add_argument("--out", default="results", help="results folder (default: results)")
+    p.add_argument("--run-id", help="run folder name (default: suite name + config hash)")
+    p.add_argument("--cache", help="cache folder (default: $WSFM_BENCH_CACHE or ~/.cache)")
+    p.add_argument("--no-report", action="store_true", help="skip the report")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write report.md and report.html for a run folder")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WsfmBenchError as exc:
+        print(f"wsfm-bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""What a method sees while it prepares a cell: the task's data, fitted drafts, refiner
+pairs and trained networks, each built once, cached on disk and memoised in the process."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness import __version__
+from harness.cache import Cache, stable_hash
+from harness.plugins import Draft, Task, TaskData, instantiate
+from harness.registry import drafts, refiners, tasks
+from wsfm.training import TrainConfig
+
+# Artefacts already loaded in this process, by (kind, key hash, device): cells of one run
+# that share a model (every budget of a method, say) load it once.
+_MEMO: dict[tuple[str, str, str], Any] = {}
+
+
+def clear_memo() -> None:
+    """Forget the artefacts loaded in this process (they stay in the disk cache)."""
+    _MEMO.clear()
+
+
+def seeded_generator(seed: int, purpose: str, device: torch.device | str = "cpu"):
+    """A generator whose stream depends only on (seed, purpose): reproducible, independent."""
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).hexdigest()
+    return torch.Generator(device=device).manual_seed(int(digest[:15], 16))
+
+
+def plugin_key(name: str, obj: Any) -> dict[str, Any]:
+    options = asdict(obj) if is_dataclass(obj) else {}
+    return {"name": name, "options": options, "version": getattr(obj, "version", "1")}
+
+
+class CellContext:
+    """Shared, cached building blocks for one (task, seed, device)."""
+
+    def __init__(
+        self,
+        task_name: str,
+        task_options: dict[str, Any],
+        seed: int,
+        device: str,
+        cache: Cache,
+        train_config: TrainConfig | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.task_name = task_name
+        self.task: Task = instantiate(tasks, task_name, task_options)
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.cache = cache
+        self.train_config = train_config or self.task.train_config
+        self.progress = progress
+        self.task_key = {"harness": __version__, "task": plugin_key(task_name, self.task)}
+
+    def _memo(self, kind: str, key: dict[str, Any], build: Callable[[], Any]) -> Any:
+        memo_key = (kind, stable_hash(key), str(self.device))
+        if memo_key not in _MEMO:
+            _MEMO[memo_key] = build()
+        return _MEMO[memo_key]
+
+    def generator(self, purpose: str) -> torch.Generator:
+        return seeded_generator(self.seed, purpose, self.device)
+
+    @property
+    def data(self) -> TaskData:
+        def load() -> TaskData:
+            d = self.task.load()
+            return TaskData(d.train.to(self.device), d.test.to(self.device))
+
+        return self._memo("data", self.task_key, load)
+
+    def draft_spec(self, name: str) -> tuple[str, dict[str, Any]]:
+        """'good'/'poor' (or any key of the task's drafts), else a draft plugin by name."""
+        if name in self.task.drafts:
+            return self.task.drafts[name]
+        return name, {}
+
+    def draft(self, name: str) -> Draft:
+        plugin, options = self.draft_spec(name)
+        draft = instantiate(drafts, plugin, options)
+        key = {**self.task_key, "draft": plugin_key(plugin, draft), "seed": self.seed}
+
+        def build() -> Draft:
+            def fit() -> dict[str, Any]:
+                draft.fit(self.data.train.cpu(), seeded_generator(self.seed, f"draft-fit:{plugin}"))
+                return draft.state_dict()
+
+            draft.load_state_dict(self.cache.load_or_build("drafts", key, fit))
+            return draft.to(self.device)
+
+        return self._memo("draft", key, build)
+
+    def pairs(self, draft_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_d, x_r): draft samples and their refinements, the warm-start training pairs."""
+        plugin, options = self.draft_spec(draft_name)
+        ref_name, ref_options = self.task.refiner
+        refiner = instantiate(refiners, ref_name, ref_options)
+        key = {
+            **self.task_key,
+            "draft": plugin_key(plugin, instantiate(drafts, plugin, options)),
+            "refiner": plugin_key(ref_name, refiner),
+            "n_pairs": self.task.n_pairs,
+            "seed": self.seed,
+        }
+
+        def build_pairs() -> dict[str, Any]:
+            x_d = self.draft(draft_name).sample(self.task.n_pairs, self.generator("pairs"))
+            refiner.fit(self.data.train)
+            return {"draft": x_d.cpu(), "refined": refiner.refine(x_d).cpu()}
+
+        def load() -> tuple[torch.Tensor, torch.Tensor]:
+            state = self.cache.load_or_build("pairs", key, build_pairs)
+            return state["draft"].to(self.device), state["refined"].to(self.device)
+
+        return self._memo("pairs", key, load)
+
+    def network(
+        self, kind: str, key: dict[str, Any], train: Callable[[nn.Module], None]
+    ) -> nn.Module:
+        """A trained network of the task's architecture, built by ``train`` on a cache miss."""
+        full_key = {
+            **self.task_key,
+            "model": kind,
+            "train_config": asdict(self.train_config),
+            "seed": self.seed,
+            **key,
+        }
+
+        def build() -> dict[str, Any]:
+            with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
+                torch.manual_seed(self.seed)
+                net = self.task.make_network().to(self.device)
+            train(net)
+            return {k: v.cpu() for k, v in net.state_dict().items()}
+
+        def load() -> nn.Module:
+            net = self.task.make_network()
+            net.load_state_dict(self.cache.load_or_build("models", full_key, build))
+            return net.to(self.device).eval()
+
+        return self._memo("network", full_key, load)

@@ -1,0 +1,145 @@
+"""Report figures (seaborn + matplotlib, Agg backend): quality vs cost, speed-up vs t0, samples.
+
+Each function writes one PNG, closes its figure and returns the path, or returns None when
+there is nothing to draw (the report then says so instead of showing an empty plot).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from harness.stats import ceil_speedup  # noqa: E402
+
+DPI = 110
+
+
+def label(method: object, variant: object) -> str:
+    """The legend label of a method variant: "ws-fm good t0=0.9 ..."."""
+    v = "" if variant is None or (isinstance(variant, float) and math.isnan(variant)) else variant
+    return f"{method} {v}".strip()
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def quality_vs_cost(
+    frame: pd.DataFrame, x: str, path: Path, title: str, xlabel: str, ylabel: str
+) -> Path | None:
+    """Lines of ``value`` against the mean of column ``x`` per (variant, N), 95% CI bands.
+
+    ``frame`` holds one metric of one task. Draft-only cells are dashed horizontal lines.
+    """
+    d = frame.copy()
+    d["label"] = [label(m, v) for m, v in zip(d["method"], d["variant"], strict=True)]
+    drafts = d[(d["method"] == "draft-only") & np.isfinite(d["value"])]
+    curves = d[(d["method"] != "draft-only") & np.isfinite(d["value"])].copy()
+    curves = curves[np.isfinite(curves[x]) & (curves[x] > 0)]
+    if curves.empty and drafts.empty:
+        return None
+    # Seeds differ slightly in time (and could in NFE): plot each setting at its mean cost.
+    curves["cost"] = curves.groupby(["label", "n_steps"], dropna=False)[x].transform("mean")
+    curves["family"] = curves["family"].fillna("other")
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    handles, labels = [], []
+    if not curves.empty:
+        sns.lineplot(data=curves, x="cost", y="value", hue="label", style="family",
+                     markers=True, dashes=False, errorbar=("ci", 95), seed=0, ax=ax)
+        ax.set_xscale("log")
+        legend = ax.get_legend()
+        if legend is not None:
+            handles = list(legend.legend_handles)
+            labels = [t.get_text() for t in legend.texts]
+            legend.remove()
+    greys = ["black", "dimgray", "darkgray", "silver"]
+    for i, (draft, g) in enumerate(drafts.groupby(drafts["draft"].fillna("draft"))):
+        line = ax.axhline(g["value"].mean(), ls="--", lw=1.5, color=greys[i % len(greys)])
+        handles.append(line)
+        labels.append(f"draft-only {draft} (mean)")
+    if handles:
+        ax.legend(handles, labels, bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7,
+                  frameon=False)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def speedup_vs_t0(cells: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Measured NFE and wall-clock speed-ups of warm-start cells against t0, with the bounds.
+
+    Left: measured NFE speed-up, 1/(1-t0) and the ceil-rounded N/ceil((1-t0)N) per N.
+    Right: measured wall-clock speed-up (points) beside each cell's bound S_wall (bars).
+    """
+    d = cells[np.isfinite(cells["t0"]) & (cells["t0"] > 0)]
+    if d.empty:
+        return None
+    ns = sorted(int(n) for n in d["n_steps"].dropna().unique())
+    colours = dict(zip(ns, sns.color_palette("viridis", max(len(ns), 1)), strict=False))
+    markers = {"ws-fm": "o", "warm-start": "s"}
+    tmax = min(0.995, float(d["t0"].max()) + 0.05)
+    grid = np.linspace(0.0, tmax, 2000)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for ax in (left, right):
+        ax.plot(grid, 1 / (1 - grid), "k--", lw=1.2, label="1/(1-t0)")
+    for n in ns:
+        bound = [ceil_speedup(t, n) for t in grid]
+        left.plot(grid, bound, color=colours[n], lw=1, alpha=0.7)
+    left.plot([], [], color="gray", lw=1, label="N/ceil((1-t0)N), per N")
+    width = 0.006  # points of different N side by side at the same t0
+    for (method, n), g in d.groupby(["method", "n_steps"]):
+        colour, marker = colours.get(int(n), "gray"), markers.get(method, "^")
+        t = g["t0"] + (ns.index(int(n)) - (len(ns) - 1) / 2) * width
+        style = dict(color=colour, marker=marker, s=40, edgecolor="black", linewidth=0.5,
+                     zorder=3)
+        left.scatter(t, g["nfe_speedup"], **style)
+        right.scatter(t, g["wall_speedup"], **style)
+        right.scatter(t, g["wall_bound"], color=colour, marker="_", s=250, zorder=2)
+    keys = [Line2D([], [], color=colours[n], lw=6, label=f"N={n}") for n in ns]
+    keys += [Line2D([], [], ls="", marker=markers.get(m, "^"), color="gray", mec="black",
+                    label=f"{m} (measured)") for m in sorted(d["method"].unique())]
+    right_keys = keys + [Line2D([], [], ls="", marker="_", ms=14, mew=2, color="gray",
+                                label="bound S_wall of the cell")]
+    left.set(title="NFE speed-up (measured)", xlabel="t0", ylabel="speed-up (x)")
+    right.set(title="wall-clock speed-up (measured vs bound)", xlabel="t0")
+    for ax, extra in ((left, keys), (right, right_keys)):
+        ax.grid(True, alpha=0.3)
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles=handles + extra, fontsize=7, loc="upper left", frameon=False)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def sample_scatter(panels: Sequence[tuple[str, np.ndarray]], path: Path, title: str) -> Path | None:
+    """One scatter panel per (title, (n, 2) samples), on shared axes limits."""
+    panels = [(t, np.asarray(a, float)) for t, a in panels]
+    panels = [(t, a[np.isfinite(a).all(axis=1)]) for t, a in panels if a.ndim == 2
+              and a.shape[1] >= 2 and len(a)]
+    if not panels:
+        return None
+    pts = np.concatenate([a[:, :2] for _, a in panels])
+    lo, hi = np.percentile(pts, 0.5, axis=0), np.percentile(pts, 99.5, axis=0)
+    pad = 0.1 * (hi - lo) + 1e-9
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5), squeeze=False)
+    for ax, (name, a) in zip(axes[0], panels, strict=True):
+        ax.scatter(a[:, 0], a[:, 1], s=3, alpha=0.5, linewidths=0)
+        ax.set(xlim=(lo[0] - pad[0], hi[0] + pad[0]), ylim=(lo[1] - pad[1], hi[1] + pad[1]))
+        ax.set_title(name, fontsize=8)
+        ax.set_aspect("equal", adjustable="box")
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)

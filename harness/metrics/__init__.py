@@ -1,0 +1,1 @@
+"""Sample-quality metrics (built-in plugins registered on import of their modules)."""

@@ -1,0 +1,170 @@
+"""What a plugin author implements: Task, Draft, Refiner, Metric and Method.
+
+Every plugin is a class (usually a dataclass) whose constructor arguments are its options;
+a suite's table of options for a plugin becomes those arguments. A plugin validates its
+options in ``__post_init__`` by raising ValueError; the harness turns that, and any unknown
+option, into one clear ConfigError before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.registry import Registry
+from wsfm.training import TrainConfig
+
+if TYPE_CHECKING:
+    from harness.context import CellContext
+
+
+@dataclass
+class TaskData:
+    """A task's seeded train/test split (test is the held-out metric reference)."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+
+
+class Task:
+    """A data set plus what is needed to model and judge it.
+
+    Implement ``load`` (deterministic for the task's options) and ``make_network``; set
+    ``drafts`` (at least "good" and "poor": name -> (draft plugin, options)), ``refiner``,
+    ``metrics`` and ``primary_metric``.
+    """
+
+    modality: str = "points"
+    drafts: dict[str, tuple[str, dict[str, Any]]] = {}
+    refiner: tuple[str, dict[str, Any]] = ("nearest-neighbour", {})
+    metrics: tuple[str, ...] = ()
+    primary_metric: str = ""
+    train_config: TrainConfig = TrainConfig()
+    n_pairs: int = 20_000  # (draft, refined) training pairs for warm-start models
+
+    def load(self) -> TaskData:
+        raise NotImplementedError
+
+    def make_network(self) -> nn.Module:
+        raise NotImplementedError
+
+
+class Draft:
+    """A cheap generator trained on the task's training split.
+
+    Implement ``fit`` and ``sample``; its state (``state_dict``/``load_state_dict``) is what
+    the harness caches on disk. Sampling time is measured by the harness, never declared.
+    """
+
+    def fit(self, train: torch.Tensor, generator: torch.Generator) -> None:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def to(self, device: torch.device) -> Draft:
+        return self
+
+
+class Refiner:
+    """Maps drafts to refined targets x_r = R(x_d); used only to build training pairs."""
+
+    def fit(self, train: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def refine(self, drafts: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Metric:
+    """A sample-quality measure against the held-out split.
+
+    Implement ``compute(samples, reference, seed) -> float`` and set ``higher_is_better``.
+    """
+
+    higher_is_better: bool = False
+
+    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int) -> float:
+        raise NotImplementedError
+
+
+@dataclass
+class SamplingPlan:
+    """How a method produces one batch, split so the harness can count and time each part.
+
+    - ``draw_start(n, generator)`` makes the start point (draft + source, or noise); it must
+      not call ``network``; its time is the draft time T_d.
+    - ``integrate(network, x_start, generator)`` runs the sampler; it must call the network
+      only through the ``network`` argument, which the harness wraps to count NFE.
+    - ``expected_nfe`` is the number of network calls one batch should take; the harness
+      compares it with the count and flags any difference.
+    - ``reference_integrate`` (warm starts only) runs the full N-step grid from t = 0 with the
+      same network, so the wall-clock speed-up is measured side by side in the same cell.
+    """
+
+    network: nn.Module | None
+    draw_start: Callable[[int, torch.Generator], torch.Tensor]
+    integrate: Callable[[Callable, torch.Tensor, torch.Generator], torch.Tensor]
+    expected_nfe: int
+    n_steps: int
+    k_steps: int
+    evals_per_step: int = 1
+    t0: float = 0.0
+    reference_integrate: Callable[[Callable, torch.Tensor, torch.Generator], torch.Tensor] | None = (
+        None
+    )
+    reference_nfe: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Method:
+    """A sampler under test. Implement ``prepare`` (train or load models, then return a plan).
+
+    ``family`` groups methods in reports ("flow", "warm-start", "diffusion", "draft").
+    ``uses_budget`` is False for methods that ignore the step budget (draft only).
+    """
+
+    family: str = "other"
+    uses_budget: bool = True
+
+    def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
+        raise NotImplementedError
+
+    def check_task(self, task: Task) -> None:
+        """Raise ValueError if this method cannot run on ``task`` (checked before any work)."""
+
+    def options(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+    def label(self) -> str:
+        """A short variant label from the options, e.g. 'draft=good,t0=0.9'."""
+        return ",".join(f"{k}={v}" for k, v in self.options().items())
+
+
+def instantiate(registry: Registry, name: str, options: dict[str, Any]) -> Any:
+    """Build plugin ``name`` with ``options``; unknown or bad options give a ConfigError."""
+    cls = registry.get(name)
+    if dataclasses.is_dataclass(cls):
+        allowed = [f.name for f in dataclasses.fields(cls) if f.init]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"{registry.kind} {name!r} has no option {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(allowed) or '(none)'}"
+            )
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{registry.kind} {name!r}: {exc}") from exc

@@ -1,0 +1,278 @@
+"""Suites: what to run, from a TOML file or the command line, expanded into cells.
+
+    name = "my-suite"
+    seeds = [0, 1, 2]
+    budgets = [10, 20, 50]        # N: steps of the full grid (step size 1/N)
+    device = "cpu"
+    n_samples = 2000              # samples generated, timed and judged per cell
+    n_eval = 2000                 # held-out reference points for the metrics
+    [training]                    # optional overrides of the tasks' training settings
+    steps = 1500
+
+    [[tasks]]
+    name = "two-moons"
+
+    [[methods]]
+    name = "ws-fm"
+    t0 = [0.5, 0.9]               # a list expands: one variant per value (cartesian product)
+    draft = ["good", "poor"]
+    tasks = ["two-moons"]         # optional: only on these tasks
+    budgets = [10, 100]           # optional: instead of the suite's budgets
+
+Everything is validated (plugin names, options, t0, budgets, device) before any work
+starts; errors name the bad key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.cache import stable_hash
+from harness.errors import ConfigError
+from harness.plugins import instantiate
+from harness.registry import methods, metrics, tasks
+from wsfm.training import TrainConfig
+
+DEFAULT_SUITE = Path(__file__).parent / "suites" / "default.toml"
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    options: dict[str, Any]
+    tasks: list[str] | None = None
+    budgets: list[int] | None = None
+
+
+@dataclass
+class Suite:
+    name: str
+    tasks: list[tuple[str, dict[str, Any]]]
+    methods: list[MethodSpec]
+    budgets: list[int]
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    device: str = "cpu"
+    n_samples: int = 2000
+    n_eval: int = 2000
+    repeats: int = 3
+    warmup: int = 1
+    threads: int | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash(self.as_dict())
+
+
+@dataclass
+class Cell:
+    """One independent unit of work; its fields name everything it needs (JSON-able)."""
+
+    task: str
+    task_options: dict[str, Any]
+    method: str
+    method_options: dict[str, Any]
+    n_steps: int
+    seed: int
+    device: str
+    n_samples: int
+    n_eval: int
+    repeats: int
+    warmup: int
+    training: dict[str, Any]
+
+    @property
+    def cell_id(self) -> str:
+        return stable_hash(asdict(self))[:20]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+_TOP_KEYS = {f.name for f in fields(Suite)}
+_METHOD_KEYS = {"name", "tasks", "budgets"}
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _int_list(value: Any, what: str) -> list[int]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ConfigError(f"{what} must not be empty")
+    return [_positive_int(v, f"each of {what}") for v in items]
+
+
+def _seeds(value: Any, what: str) -> list[int]:
+    items = value if isinstance(value, list) else [value]
+    bad = [s for s in items if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if not items or bad:
+        raise ConfigError(f"{what} must be a non-empty list of integers >= 0, got {value!r}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{what} has duplicates: {value!r}")
+    return items
+
+
+def check_device(device: str) -> str:
+    """A device that exists here; 'cuda' without a GPU is an error, not a silent CPU run."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not a device name; use 'cpu' or 'cuda[:N]'") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r} asked for, but no CUDA GPU is available here "
+                "(torch.cuda.is_available() is False); use device = 'cpu'"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported; use 'cpu' or 'cuda[:N]'")
+    return device
+
+
+def _expand(options: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = list(options)
+    values = [v if isinstance(v, list) else [v] for v in options.values()]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
+    """Build and validate a Suite from a TOML-shaped dict."""
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
+    for key in ("tasks", "methods"):
+        if not data.get(key):
+            raise ConfigError(f"{source}: needs at least one [[{key}]] entry")
+    if "budgets" not in data:
+        raise ConfigError(f"{source}: needs budgets = [N, ...] (steps of the full grid)")
+
+    task_list = []
+    for entry in data["tasks"]:
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        if "name" not in entry:
+            raise ConfigError(f"{source}: a [[tasks]] entry has no name")
+        task_list.append((entry.pop("name"), entry))
+
+    method_list = []
+    for entry in data["methods"]:
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        if "name" not in entry:
+            raise ConfigError(f"{source}: a [[methods]] entry has no name")
+        name = entry.pop("name")
+        only = entry.pop("tasks", None)
+        budgets = entry.pop("budgets", None)
+        if budgets is not None:
+            budgets = _int_list(budgets, f"{source}: budgets of method {name!r}")
+        for options in _expand(entry):
+            method_list.append(MethodSpec(name, options, only, budgets))
+
+    suite = Suite(
+        name=str(data.get("name", Path(source).stem)),
+        tasks=task_list,
+        methods=method_list,
+        budgets=_int_list(data["budgets"], f"{source}: budgets"),
+        seeds=_seeds(data.get("seeds", [0, 1, 2]), f"{source}: seeds"),
+        device=str(data.get("device", "cpu")),
+        n_samples=_positive_int(data.get("n_samples", 2000), f"{source}: n_samples"),
+        n_eval=_positive_int(data.get("n_eval", 2000), f"{source}: n_eval"),
+        repeats=_positive_int(data.get("repeats", 3), f"{source}: repeats"),
+        warmup=int(data.get("warmup", 1)),
+        threads=data.get("threads"),
+        training=dict(data.get("training", {})),
+    )
+    validate(suite, source)
+    return suite
+
+
+def validate(suite: Suite, source: str = "suite") -> None:
+    """Check every name and option against the registry; raises ConfigError."""
+    if not suite.seeds:
+        raise ConfigError(f"{source}: seeds must not be empty")
+    check_device(suite.device)
+    bad_training = sorted(set(suite.training) - {f.name for f in fields(TrainConfig)})
+    if bad_training:
+        raise ConfigError(
+            f"{source}: [training] has no key {', '.join(map(repr, bad_training))}; "
+            f"allowed: {', '.join(f.name for f in fields(TrainConfig))}"
+        )
+    for key in ("steps", "batch_size"):
+        if key in suite.training:
+            _positive_int(suite.training[key], f"{source}: training.{key}")
+    if "lr" in suite.training and not (
+        isinstance(suite.training["lr"], (int, float)) and math.isfinite(suite.training["lr"])
+        and suite.training["lr"] > 0
+    ):
+        raise ConfigError(f"{source}: training.lr must be a positive number")
+
+    task_objs = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
+    for task_name, task in task_objs.items():
+        for metric in task.metrics:
+            metrics.entry(metric)
+    for spec in suite.methods:
+        method = instantiate(methods, spec.name, spec.options)
+        for name in spec.tasks or []:
+            if name not in task_objs:
+                raise ConfigError(
+                    f"{source}: method {spec.name!r} names task {name!r}, which the suite does "
+                    f"not run; its tasks are {', '.join(task_objs)}"
+                )
+        for name in spec.tasks or list(task_objs):
+            try:
+                method.check_task(task_objs[name])
+            except ValueError as exc:
+                raise ConfigError(f"{source}: method {spec.name!r} on task {name!r}: {exc}") from exc
+
+
+def load_suite(path: str | Path) -> Suite:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist; give a TOML file (see README)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"suite file {path} is not valid TOML: {exc}") from exc
+    return parse_suite(data, str(path))
+
+
+def expand_cells(suite: Suite) -> list[Cell]:
+    """task x seed x method x budget, ordered so cells sharing trained models are adjacent."""
+    cells = []
+    for (task, task_options), seed in itertools.product(suite.tasks, suite.seeds):
+        for spec in suite.methods:
+            if spec.tasks is not None and task not in spec.tasks:
+                continue
+            uses_budget = getattr(methods.get(spec.name), "uses_budget", True)
+            budgets = (spec.budgets or suite.budgets) if uses_budget else [0]
+            for n in budgets:
+                cells.append(Cell(
+                    task=task, task_options=task_options, method=spec.name,
+                    method_options=spec.options, n_steps=n, seed=seed, device=suite.device,
+                    n_samples=suite.n_samples, n_eval=suite.n_eval, repeats=suite.repeats,
+                    warmup=suite.warmup, training=suite.training,
+                ))
+    return cells

@@ -1,0 +1,1 @@
+"""Task plugins: data sets with their network, drafts, refiner and metrics."""

@@ -1,0 +1,188 @@
+"""The report and its statistics on a synthetic run directory (no training, no GPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.records import load_run, write_cell
+from harness.report import write_report
+from harness.stats import mean_ci, quality_matched_speedup, quality_matched_table, summarise
+
+SEEDS = [0, 1, 2]
+NOISE = {0: -0.01, 1: 0.0, 2: 0.01}  # sd 0.01 over the three seeds
+TASKS = {"two-moons": "swd", "eight-gaussians": "swd"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _quality(method: str, draft: str | None, t0: float, n: int) -> tuple[float, float]:
+    """Designed (swd, precision) means: full FM is best from N=20 on; the poor draft never is."""
+    if method == "full-fm":
+        return {10: (0.30, 0.60), 20: (0.100, 0.90), 50: (0.098, 0.91)}[n]
+    if method == "draft-only":
+        return (0.2, 0.7) if draft == "good" else (0.6, 0.4)
+    if draft == "poor":
+        return 0.5, 0.5
+    return (0.11, 0.89) if method == "ws-fm" else (0.15, 0.85)
+
+
+def _record(task: str, method: str, seed: int, *, n: int = 0, t0: float | None = None,
+            draft: str | None = None, solver: str | None = "euler") -> dict:
+    warm = method in ("ws-fm", "warm-start")
+    family = {"full-fm": "flow", "draft-only": "draft", "ddim": "diffusion"}.get(method,
+                                                                                 "warm-start")
+    if method == "draft-only":
+        variant, k, nfe, solver = f"draft={draft}", 0, 0, None
+    elif warm:
+        variant = f"{draft} t0={t0} draft scratch euler"
+        k = math.ceil(round((1 - t0) * n, 9))
+        nfe = k
+    else:
+        variant, k, nfe = f"solver={solver}", n, n
+    swd, prec = _quality(method, draft, t0 or 0.0, n)
+    c, t_d = 1e-4, 2e-5
+    time_s = t_d + k * c if warm or method == "draft-only" else n * c
+    rec = {
+        "task": task, "method": method, "family": family, "variant": variant, "draft": draft,
+        "t0": t0 if method != "draft-only" else None, "start": "draft" if warm else None,
+        "init": "scratch" if method == "ws-fm" else None, "solver": solver, "n_steps": n,
+        "k_steps": k, "nfe_budget": n, "nfe_expected": nfe, "nfe_measured": nfe, "nfe_ok": True,
+        "seed": seed, "time_s": time_s, "time_spread_s": 1e-6, "draft_time_s": t_d,
+        "integrate_time_s": k * c, "time_per_call_s": c, "n_samples": 200, "n_eval": 200,
+        "device": "cpu", "ref_time_s": None, "ref_nfe": None, "nfe_speedup": None,
+        "nfe_speedup_theory": None, "ideal_speedup": None, "wall_speedup": None,
+        "wall_bound": None, "timing_noise": None, "bound_ok": None,
+        "metrics": {"swd": {"value": swd + NOISE[seed], "higher_is_better": False},
+                    "precision": {"value": prec - NOISE[seed], "higher_is_better": True}},
+    }
+    if warm:
+        bound = n * c / (t_d + k * c)
+        rec.update(ref_time_s=n * c, ref_nfe=n, nfe_speedup=n / nfe, nfe_speedup_theory=n / k,
+                   ideal_speedup=1 / (1 - t0), wall_speedup=bound * 0.98, wall_bound=bound,
+                   timing_noise=0.05, bound_ok=True)
+    slug = variant.replace(" ", "_").replace("=", "")
+    rec["cell_id"] = f"{task}-{method}-{slug}-N{n}-s{seed}"
+    return rec
+
+
+def _records() -> list[dict]:
+    out = []
+    for task in TASKS:
+        for seed in SEEDS:
+            out += [_record(task, "draft-only", seed, draft=d) for d in ("good", "poor")]
+            for n in (10, 20, 50):
+                out.append(_record(task, "full-fm", seed, n=n, t0=0.0))
+                for draft in ("good", "poor"):
+                    out += [_record(task, "ws-fm", seed, n=n, t0=t0, draft=draft)
+                            for t0 in (0.5, 0.9)]
+                out.append(_record(task, "warm-start", seed, n=n, t0=0.5, draft="good"))
+    # One diffusion cell whose call count is wrong, and one warm start short of its bound.
+    bad = _record("eight-gaussians", "ddim", 0, n=20, t0=0.0, solver="ddim")
+    bad.update(nfe_measured=21, nfe_ok=False)
+    slow = next(r for r in out if r["method"] == "ws-fm" and r["seed"] == 1)
+    slow.update(wall_speedup=slow["wall_bound"] * 0.5, bound_ok=False)
+    return out + [bad]
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "run-1"
+    manifest = {
+        "run_id": "run-1", "suite": {"name": "synthetic"}, "config_hash": "abc123",
+        "seeds": SEEDS, "versions": {"torch": "x"}, "git_commit": "deadbeef",
+        "device": {"description": "test cpu"}, "started": "2026-01-01T00:00:00",
+        "finished": "2026-01-01T00:10:00", "primary_metrics": TASKS,
+    }
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    rng = np.random.default_rng(0)
+    for rec in _records():
+        write_cell(run, rec, rng.normal(size=(200, 2)))
+    return run
+
+
+def test_mean_ci_known_numbers() -> None:
+    mean, low, high = mean_ci([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, df=2) * sd / sqrt(n), sd = 1
+    assert mean == pytest.approx(2.0)
+    assert (low, high) == pytest.approx((2.0 - half, 2.0 + half))
+    assert mean_ci([5.0]) == (5.0, 5.0, 5.0)
+    assert mean_ci([2.0, None, float("nan"), 4.0])[0] == pytest.approx(3.0)
+    assert all(math.isnan(v) for v in mean_ci([]))
+
+
+def test_quality_matched_speedup_exact(run_dir: Path) -> None:
+    df = load_run(run_dir)
+    good = quality_matched_speedup(df, "two-moons", "swd", "good")
+    # Best full-FM mean is N=50 (0.098); N=20 (0.100) lies within its interval, so the
+    # reference is N=20's 20 calls. Good draft at t0=0.9, N=10 takes K=1 step: 20 / 1.
+    assert good["reference_nfe"] == 20 and good["reference_n_steps"] == 20
+    assert good["speedup"] == pytest.approx(20.0)
+    assert good["k_steps"] == 1 and good["t0"] == 0.9 and good["n_steps"] == 10
+    assert good["ci_low"] < good["mean"] < good["ci_high"]
+    poor = quality_matched_speedup(df, "two-moons", "swd", "poor")
+    assert math.isnan(poor["speedup"]) and poor["n_matching"] == 0
+    assert "poor" in poor["reason"] and "bound" in poor["reason"]
+    # Higher-is-better: the same design holds for precision.
+    prec = quality_matched_speedup(df, "two-moons", "precision", "good")
+    assert prec["higher_is_better"] and prec["speedup"] == pytest.approx(20.0)
+    missing = quality_matched_speedup(df, "two-moons", "swd", "good", reference_solver="rk4")
+    assert math.isnan(missing["speedup"]) and "rk4" in missing["reason"]
+
+    table = quality_matched_table(df, TASKS)
+    assert set(table["task"]) == set(TASKS)
+    assert len(table) == 2 * 3  # per task: ws-fm good, ws-fm poor, warm-start good
+
+
+def test_summarise_single_seed(run_dir: Path) -> None:
+    df = load_run(run_dir)
+    one = summarise(df[df["seed"] == 0])
+    assert (one["n_seeds"] == 1).all()
+    assert (one["ci_low"] == one["mean"]).all() and (one["ci_high"] == one["mean"]).all()
+    full = summarise(df)
+    row = full[(full["task"] == "two-moons") & (full["method"] == "full-fm")
+               & (full["n_steps"] == 20) & (full["metric"] == "swd")].iloc[0]
+    assert row["mean"] == pytest.approx(0.1) and row["n_seeds"] == 3
+    assert row["nfe_measured"] == 20 and row["higher_is_better"] == 0.0
+
+
+def test_write_report(run_dir: Path) -> None:
+    path = write_report(run_dir)
+    assert path == run_dir / "report" / "report.md"
+    md = path.read_text()
+    html = (run_dir / "report" / "report.html").read_text()
+    for heading in ("# WS-FM benchmark report: run-1", "## Errors: NFE mismatch", "## Run",
+                    "## Quality-matched speed-up", "## Bound check", "## Task: two-moons",
+                    "### Quality vs NFE", "### Quality vs wall-clock", "### Speed-up vs t0",
+                    "### Samples", "## All methods"):
+        assert heading in md
+    assert md.index("## Errors") < md.index("## Run")
+    assert "eight-gaussians-ddim" in md
+    n_warm = 2 * 3 * 3 * 5
+    assert f"NFE speed-up equals N/ceil((1-t0)N) in {n_warm} of {n_warm} warm-start cells" in md
+    assert f"1 of {n_warm} warm-start cells FAIL" in md
+    assert "20x" in md and "no speed-up was measured" in md
+    assert "<table>" in html and "<h2>Bound check</h2>" in html and "deadbeef" in html
+    figs = run_dir / "report" / "figures"
+    for task in TASKS:
+        for kind in ("quality_vs_nfe", "quality_vs_time", "speedup_vs_t0", "samples"):
+            png = figs / f"{task}_{kind}.png"
+            assert png.stat().st_size > 1000 and png.read_bytes()[:8] == PNG
+            assert f"figures/{png.name}" in md and f'src="figures/{png.name}"' in html
+
+
+def test_report_tolerates_sparse_runs(run_dir: Path) -> None:
+    # Keep one seed of one task's full FM and draft-only cells: no warm starts at all.
+    for cell in (run_dir / "cells").glob("*.json"):
+        rec = json.loads(cell.read_text())
+        if rec["task"] != "two-moons" or rec["method"] not in ("full-fm", "draft-only") \
+                or rec["seed"] != 0:
+            cell.unlink()
+    md = write_report(run_dir).read_text()
+    assert "_No warm-start cells" in md and "## Task: two-moons" in md
+    assert isinstance(load_run(run_dir), pd.DataFrame)

@@ -1,0 +1,189 @@
+"""The flow-matching methods, all one mechanism: (network, source, start time, solver).
+
+- full-fm:    noise source, t_start = 0, trained on data; N steps.
+- ws-fm:      draft or noised-draft source, t_start = t0, trained on (draft, refined) pairs,
+              from scratch or fine-tuned from the full model; K = ceil((1 - t0) N) steps.
+- warm-start: training-free ablation: the full model itself, started at t0 from the
+              noised draft (the SDEdit / img2img idea).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from harness.plugins import Draft, Method, SamplingPlan, Task
+from harness.registry import methods
+from wsfm import solvers
+from wsfm.paths import AffinePath
+from wsfm.schedule import check_start_time, time_grid
+from wsfm.sources import START_KINDS, NoiseSource, Source, make_source
+from wsfm.training import flow_matching_loss, optimise
+
+if TYPE_CHECKING:
+    from harness.context import CellContext
+
+
+def full_model(ctx: CellContext) -> nn.Module:
+    """The full FM velocity network for the context's task and seed (trained once, cached)."""
+
+    def train(net: nn.Module) -> None:
+        loss = flow_matching_loss(
+            net, AffinePath(0.0), NoiseSource(), ctx.data.train, None, ctx.train_config.batch_size
+        )
+        optimise(net, loss, ctx.train_config, ctx.generator("train:full-fm"),
+                 desc=f"full-fm {ctx.task_name} seed {ctx.seed}", progress=ctx.progress)
+
+    return ctx.network("flow", {"t_start": 0.0, "source": "noise"}, train)
+
+
+def flow_plan(
+    ctx: CellContext,
+    network: nn.Module,
+    source: Source,
+    draft: Draft | None,
+    t0: float,
+    n_steps: int,
+    solver: str,
+) -> SamplingPlan:
+    """Sample by integrating ``network`` from ``source`` at t0 to 1 with step 1/N."""
+    grid = time_grid(t0, n_steps)
+    k = len(grid) - 1
+    s = solvers.EVALS_PER_STEP[solver]
+    data_shape = tuple(ctx.data.test.shape[1:])
+    device = ctx.device
+
+    def draw_start(n: int, g: torch.Generator) -> torch.Tensor:
+        like = torch.empty((n, *data_shape), device=device)
+        x_draft = draft.sample(n, g) if source.needs_draft else None
+        return source.start(x_draft, like, g)
+
+    def integrate(net, x, g):
+        return solvers.integrate(net, x, grid, solver)
+
+    reference = None
+    if t0 > 0:
+        full_grid = time_grid(0.0, n_steps)
+
+        def reference(net, x, g):
+            return solvers.integrate(net, x, full_grid, solver)
+
+    return SamplingPlan(
+        network=network,
+        draw_start=draw_start,
+        integrate=integrate,
+        expected_nfe=k * s,
+        n_steps=n_steps,
+        k_steps=k,
+        evals_per_step=s,
+        t0=t0,
+        reference_integrate=reference,
+        reference_nfe=n_steps * s if t0 > 0 else 0,
+        info={"solver": solver, "source": source.name},
+    )
+
+
+def _check_draft(task: Task, draft: str) -> None:
+    from harness.registry import drafts
+
+    if draft not in task.drafts and draft not in drafts:
+        raise ValueError(
+            f"draft {draft!r} is neither one of the task's drafts "
+            f"({', '.join(task.drafts)}) nor a draft plugin"
+        )
+
+
+@methods.register("full-fm")
+@dataclass
+class FullFM(Method):
+    """Full flow matching from Gaussian noise, N steps of the chosen solver."""
+
+    solver: str = "euler"
+    family = "flow"
+
+    def __post_init__(self) -> None:
+        solvers.check_solver(self.solver)
+
+    def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
+        return flow_plan(ctx, full_model(ctx), NoiseSource(), None, 0.0, n_steps, self.solver)
+
+
+@methods.register("ws-fm")
+@dataclass
+class WarmStartFM(Method):
+    """Warm-Start FM: a model trained on [t0, 1] from draft-based starts, K = ceil((1-t0)N) steps."""
+
+    draft: str = "good"
+    t0: float = 0.8
+    start: str = "draft"
+    init: str = "scratch"
+    solver: str = "euler"
+    family = "warm-start"
+
+    def __post_init__(self) -> None:
+        self.t0 = check_start_time(self.t0, allow_zero=False)
+        if self.start not in START_KINDS:
+            raise ValueError(f"start={self.start!r}; allowed: {', '.join(START_KINDS)}")
+        if self.init not in ("scratch", "finetune"):
+            raise ValueError(f"init={self.init!r}; allowed: scratch, finetune")
+        solvers.check_solver(self.solver)
+
+    def check_task(self, task: Task) -> None:
+        _check_draft(task, self.draft)
+
+    def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
+        source = make_source(self.start, self.t0)
+        draft = ctx.draft(self.draft)
+        x_d, x_r = ctx.pairs(self.draft)
+
+        def train(net: nn.Module) -> None:
+            if self.init == "finetune":
+                net.load_state_dict(full_model(ctx).state_dict())
+            loss = flow_matching_loss(
+                net, AffinePath(self.t0), source, x_r, x_d, ctx.train_config.batch_size
+            )
+            optimise(net, loss, ctx.train_config, ctx.generator(f"train:ws-fm:{self.label()}"),
+                     desc=f"ws-fm {self.label()} seed {ctx.seed}", progress=ctx.progress)
+
+        key = {
+            "t_start": self.t0,
+            "source": self.start,
+            "init": self.init,
+            "draft": ctx.draft_spec(self.draft),
+            "refiner": ctx.task.refiner,
+        }
+        net = ctx.network("flow", key, train)
+        return flow_plan(ctx, net, source, draft, self.t0, n_steps, self.solver)
+
+    def label(self) -> str:
+        return f"{self.draft} t0={self.t0:g} {self.start} {self.init} {self.solver}"
+
+
+@methods.register("warm-start")
+@dataclass
+class TrainingFreeWarmStart(Method):
+    """Training-free warm start: the full model started at t0 from the noised draft."""
+
+    draft: str = "good"
+    t0: float = 0.8
+    solver: str = "euler"
+    family = "warm-start"
+
+    def __post_init__(self) -> None:
+        self.t0 = check_start_time(self.t0, allow_zero=False)
+        solvers.check_solver(self.solver)
+
+    def check_task(self, task: Task) -> None:
+        _check_draft(task, self.draft)
+
+    def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
+        source = make_source("noised-draft", self.t0)
+        return flow_plan(
+            ctx, full_model(ctx), source, ctx.draft(self.draft), self.t0, n_steps, self.solver
+        )
+
+    def label(self) -> str:
+        return f"{self.draft} t0={self.t0:g} {self.solver}"

@@ -1,0 +1,49 @@
+"""Start time, step count and time grid: the one place where K = ceil((1 - t0) N) lives.
+
+Every method that integrates over part of [0, 1] uses the full model's step size
+h = 1 / N, so a warm start at t0 takes K = ceil((1 - t0) N) steps. The count is computed
+in exact decimal arithmetic: in floating point (1 - 0.7) * 10 is 3.0000000000000004, whose
+ceiling would wrongly be 4.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import torch
+
+
+def _exact(t0: float) -> Fraction:
+    # repr() gives the shortest decimal that round-trips, i.e. the number the user wrote.
+    return Fraction(repr(float(t0)))
+
+
+def check_start_time(t0: float, *, allow_zero: bool = True) -> float:
+    """Validate a start time: t0 in [0, 1) (or (0, 1) for a warm start)."""
+    t0 = float(t0)
+    low_ok = t0 >= 0.0 if allow_zero else t0 > 0.0
+    if not (math.isfinite(t0) and low_ok and t0 < 1.0):
+        allowed = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"start time t0={t0!r} is outside {allowed}")
+    return t0
+
+
+def num_steps(t0: float, n: int) -> int:
+    """K = ceil((1 - t0) N): steps of size 1/N needed to go from t0 to 1."""
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"number of steps N={n!r} must be a positive integer")
+    check_start_time(t0)
+    return math.ceil((1 - _exact(t0)) * int(n))
+
+
+def time_grid(t0: float, n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The K + 1 grid points t0, t0 + h, ..., t0 + (K - 1) h, 1 with h = 1/N.
+
+    The last step is shorter than h when (1 - t0) N is not an integer; the grid always
+    ends exactly at 1.
+    """
+    k = num_steps(t0, n)
+    start = _exact(t0)
+    points = [float(start + Fraction(i, int(n))) for i in range(k)] + [1.0]
+    return torch.tensor(points, dtype=dtype)
