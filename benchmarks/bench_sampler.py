@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import sys
 from collections.abc import Callable
@@ -151,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         tdq = "torchdiffeq not installed: that variant is skipped"
     print(f"device: {describe(device)} | torch {torch.__version__} | {tdq}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"threads: {torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} "
-          f"inter-op | python {platform.python_version()}")
+          f"inter-op | {os.cpu_count()} cores, load avg (1 min) {load:.2f} | python "
+          f"{platform.python_version()}")
     print(f"TimeMLP(dim=2, hidden={a.hidden}) eval+no_grad | batch {a.batch} float32 | grid "
           f"time_grid(0.0, N) float64 | warmup {a.warmup}, repeats {a.repeats} interleaved\n")
 
@@ -174,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                 for name, tm in timings.items():
                     ms = [1e3 * s for s in tm.times]
                     rows.append((solver, n_steps, name, nfe, tm.median * 1e3, min(ms), max(ms),
-                                 tm.median * 1e6 / nfe))
+                                 tm.relative_spread, tm.median * 1e6 / nfe))
                 for name, err in errors.items():
-                    rows.append((solver, n_steps, name, nfe, None, None, None, err))
+                    rows.append((solver, n_steps, name, nfe, None, None, None, None, err))
                 h = timings["harness"]
                 parts = []
                 for other in ("bare", "torchdiffeq"):
@@ -190,14 +193,15 @@ def main(argv: list[str] | None = None) -> int:
                 summary.append(f"{solver:8s} N={n_steps:<4d} NFE={nfe:<4d} " + " | ".join(parts))
 
     print(f"{'solver':8s} {'N':>4s} {'variant':11s} {'NFE':>4s} {'median ms':>10s} "
-          f"{'min ms':>9s} {'max ms':>9s} {'us/call':>8s}")
-    for solver, n_steps, name, nfe, med, lo, hi, per in rows:
+          f"{'min ms':>9s} {'max ms':>9s} {'spread':>7s} {'us/call':>8s}")
+    for solver, n_steps, name, nfe, med, lo, hi, rel, per in rows:
         head = f"{solver:8s} {n_steps:4d} {name:11s} {nfe:4d} "
         if med is None:
             print(head + f"FAILED: {per}")
         else:
-            print(head + f"{med:10.3f} {lo:9.3f} {hi:9.3f} {per:8.1f}")
-    print("\nratios of medians (and of minima); NFE counted per run, equal across variants:")
+            print(head + f"{med:10.3f} {lo:9.3f} {hi:9.3f} {rel:6.0%} {per:8.1f}")
+    print("\nspread = (max - min) / median. Ratios of medians (and of minima); NFE counted on"
+          " every run, equal across variants:")
     print("\n".join(summary))
     return 0
 

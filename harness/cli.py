@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tomllib
-from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, WsfmBenchError
@@ -34,21 +33,14 @@ def parse_method(text: str) -> dict[str, Any]:
 
 
 def build_suite(args: argparse.Namespace):
-    from harness.suite import DEFAULT_SUITE, load_suite, parse_suite
+    from harness.suite import DEFAULT_SUITE, parse_suite, read_suite_file
 
     if args.suite is None and (args.task or args.method):
         if not (args.task and args.method):
             raise ConfigError("a suite from the command line needs both --task and --method")
         data: dict[str, Any] = {"name": "cli", "budgets": args.budgets or [10, 20, 50]}
     else:
-        path = Path(args.suite) if args.suite else DEFAULT_SUITE
-        if not path.is_file():
-            raise ConfigError(f"suite file {path} does not exist; give a TOML file (see README)")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"suite file {path} is not valid TOML: {exc}") from exc
-        data.setdefault("name", path.stem)
+        data = read_suite_file(args.suite or DEFAULT_SUITE)
     if args.task:
         data["tasks"] = [{"name": t} for t in args.task]
     if args.method:

@@ -122,9 +122,9 @@ class SamplingPlan:
     k_steps: int
     evals_per_step: int = 1
     t0: float = 0.0
-    reference_integrate: Callable[[Callable, torch.Tensor, torch.Generator], torch.Tensor] | None = (
-        None
-    )
+    reference_integrate: (
+        Callable[[Callable, torch.Tensor, torch.Generator], torch.Tensor] | None
+    ) = None
     reference_nfe: int = 0
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -77,7 +77,9 @@ def read_cells(run_dir: str | Path) -> list[dict[str, Any]]:
         try:
             records.append(json.loads(path.read_text()))
         except json.JSONDecodeError as exc:
-            raise RunDirError(f"cell record {path} is corrupt ({exc}); delete it to rerun that cell") from exc
+            raise RunDirError(
+                f"cell record {path} is corrupt ({exc}); delete it to rerun that cell"
+            ) from exc
     return records
 
 

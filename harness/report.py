@@ -91,6 +91,13 @@ def _errors(cells: pd.DataFrame) -> str:
                       "cell"], rows))
 
 
+def _commit(info: Any) -> str:
+    if not isinstance(info, Mapping):
+        return "–" if _missing(info) else str(info)
+    commit = info.get("commit") or "unknown (not a git checkout)"
+    return f"{commit} (uncommitted changes)" if info.get("dirty") else commit
+
+
 def _header(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
     suite = manifest.get("suite")
     device = manifest.get("device")
@@ -98,7 +105,7 @@ def _header(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
     rows = [
         ["run id", manifest.get("run_id")],
         ["suite", suite.get("name") if isinstance(suite, Mapping) else suite],
-        ["commit", manifest.get("git_commit")],
+        ["commit", _commit(manifest.get("git_commit"))],
         ["device", device.get("description") if isinstance(device, Mapping) else device],
         ["started", manifest.get("started")], ["finished", manifest.get("finished")],
         ["cells", len(cells)], ["seeds", ", ".join(map(str, manifest.get("seeds") or []))],

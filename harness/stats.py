@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from wsfm.theory import nfe_speedup
 
 GROUP = ["task", "method", "variant", "n_steps", "metric"]
 # The options that define one warm-start setting (its seeds are the replicates).
@@ -46,14 +47,11 @@ def coerce_numeric(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def ceil_speedup(t0: float, n_steps: float) -> float:
-    """N / ceil((1 - t0) N) in exact decimal arithmetic (0.7 stays 0.7), NaN when undefined."""
+    """N / ceil((1 - t0) N) from wsfm.theory (the one place K is computed), NaN when undefined."""
     try:
-        t, n = float(t0), int(n_steps)
+        return nfe_speedup(float(t0), int(n_steps)) if float(n_steps) == int(n_steps) else math.nan
     except (TypeError, ValueError):
         return math.nan
-    if not (math.isfinite(t) and 0 <= t < 1 and n >= 1 and n == float(n_steps)):
-        return math.nan
-    return n / math.ceil((1 - Fraction(repr(t))) * n)
 
 
 def mean_ci(values: Iterable[Any], level: float = 0.95) -> tuple[float, float, float]:

@@ -135,7 +135,9 @@ def check_device(device: str) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device {device!r} is not a device name; use 'cpu' or 'cuda[:N]'") from exc
+        raise ConfigError(
+            f"device {device!r} is not a device name; use 'cpu' or 'cuda[:N]'"
+        ) from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
@@ -201,7 +203,7 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         n_samples=_positive_int(data.get("n_samples", 2000), f"{source}: n_samples"),
         n_eval=_positive_int(data.get("n_eval", 2000), f"{source}: n_eval"),
         repeats=_positive_int(data.get("repeats", 3), f"{source}: repeats"),
-        warmup=int(data.get("warmup", 1)),
+        warmup=_positive_int(data.get("warmup", 1), f"{source}: warmup"),
         threads=data.get("threads"),
         training=dict(data.get("training", {})),
     )
@@ -230,7 +232,7 @@ def validate(suite: Suite, source: str = "suite") -> None:
         raise ConfigError(f"{source}: training.lr must be a positive number")
 
     task_objs = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
-    for task_name, task in task_objs.items():
+    for task in task_objs.values():
         for metric in task.metrics:
             metrics.entry(metric)
     for spec in suite.methods:
@@ -245,10 +247,13 @@ def validate(suite: Suite, source: str = "suite") -> None:
             try:
                 method.check_task(task_objs[name])
             except ValueError as exc:
-                raise ConfigError(f"{source}: method {spec.name!r} on task {name!r}: {exc}") from exc
+                raise ConfigError(
+                    f"{source}: method {spec.name!r} on task {name!r}: {exc}"
+                ) from exc
 
 
-def load_suite(path: str | Path) -> Suite:
+def read_suite_file(path: str | Path) -> dict[str, Any]:
+    """The TOML table of a suite file (name defaults to the file's stem); not yet validated."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"suite file {path} does not exist; give a TOML file (see README)")
@@ -256,7 +261,12 @@ def load_suite(path: str | Path) -> Suite:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"suite file {path} is not valid TOML: {exc}") from exc
-    return parse_suite(data, str(path))
+    data.setdefault("name", path.stem)
+    return data
+
+
+def load_suite(path: str | Path) -> Suite:
+    return parse_suite(read_suite_file(path), str(path))
 
 
 def expand_cells(suite: Suite) -> list[Cell]:

@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny networks gain nothing from intra-op threads, and xdist runs one worker per core:
+# more threads than cores makes OpenMP spin and every test crawl.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

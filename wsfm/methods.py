@@ -114,7 +114,7 @@ class FullFM(Method):
 @methods.register("ws-fm")
 @dataclass
 class WarmStartFM(Method):
-    """Warm-Start FM: a model trained on [t0, 1] from draft-based starts, K = ceil((1-t0)N) steps."""
+    """Warm-Start FM: trained on [t0, 1] from draft-based starts; K = ceil((1-t0)N) steps."""
 
     draft: str = "good"
     t0: float = 0.8

@@ -65,4 +65,5 @@ def make_source(kind: str, t0: float) -> Source:
         return DraftSource()
     if kind == "noised-draft":
         return NoisedDraftSource(t0)
-    raise ValueError(f"unknown start {kind!r}; allowed: 'noise', {', '.join(map(repr, START_KINDS))}")
+    allowed = ", ".join(map(repr, ("noise", *START_KINDS)))
+    raise ValueError(f"unknown start {kind!r}; allowed: {allowed}")

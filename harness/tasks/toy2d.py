@@ -77,7 +77,7 @@ class Toy2D(Task):
     refiner = ("nearest-neighbour", {})
     metrics = ("swd", "mmd", "energy", "precision", "recall")
     primary_metric = "swd"
-    train_config = TrainConfig(steps=1500, batch_size=256, lr=2e-3)
+    train_config = TrainConfig(steps=1500, batch_size=256, lr=5e-3)
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_test"):
