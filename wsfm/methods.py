@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from harness.cache import stable_hash
 from harness.plugins import Draft, Method, SamplingPlan, Task
 from harness.registry import methods
 from wsfm import solvers
@@ -111,42 +112,42 @@ class FullFM(Method):
         return flow_plan(ctx, full_model(ctx), NoiseSource(), None, 0.0, n_steps, self.solver)
 
 
-@methods.register("ws-fm")
 @dataclass
-class WarmStartFM(Method):
-    """Warm-Start FM: trained on [t0, 1] from draft-based starts; K = ceil((1-t0)N) steps."""
+class _WarmStart(Method):
+    """Options every warm start shares: a draft, a start time t0 in (0, 1), a solver."""
 
     draft: str = "good"
     t0: float = 0.8
-    start: str = "draft"
-    init: str = "scratch"
     solver: str = "euler"
     family = "warm-start"
 
     def __post_init__(self) -> None:
         self.t0 = check_start_time(self.t0, allow_zero=False)
-        if self.start not in START_KINDS:
-            raise ValueError(f"start={self.start!r}; allowed: {', '.join(START_KINDS)}")
-        if self.init not in ("scratch", "finetune"):
-            raise ValueError(f"init={self.init!r}; allowed: scratch, finetune")
         solvers.check_solver(self.solver)
 
     def check_task(self, task: Task) -> None:
         _check_draft(task, self.draft)
 
+
+@methods.register("ws-fm")
+@dataclass
+class WarmStartFM(_WarmStart):
+    """Warm-Start FM: trained on [t0, 1] from draft-based starts; K = ceil((1-t0)N) steps."""
+
+    start: str = "draft"
+    init: str = "scratch"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.start not in START_KINDS:
+            raise ValueError(f"start={self.start!r}; allowed: {', '.join(START_KINDS)}")
+        if self.init not in ("scratch", "finetune"):
+            raise ValueError(f"init={self.init!r}; allowed: scratch, finetune")
+
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
         source = make_source(self.start, self.t0)
         draft = ctx.draft(self.draft)
         x_d, x_r = ctx.pairs(self.draft)
-
-        def train(net: nn.Module) -> None:
-            if self.init == "finetune":
-                net.load_state_dict(full_model(ctx).state_dict())
-            loss = flow_matching_loss(
-                net, AffinePath(self.t0), source, x_r, x_d, ctx.train_config.batch_size
-            )
-            optimise(net, loss, ctx.train_config, ctx.generator(f"train:ws-fm:{self.label()}"),
-                     desc=f"ws-fm {self.label()} seed {ctx.seed}", progress=ctx.progress)
 
         key = {
             "t_start": self.t0,
@@ -155,6 +156,19 @@ class WarmStartFM(Method):
             "draft": ctx.draft_spec(self.draft),
             "refiner": ctx.task.refiner,
         }
+
+        def train(net: nn.Module) -> None:
+            if self.init == "finetune":
+                net.load_state_dict(full_model(ctx).state_dict())
+            loss = flow_matching_loss(
+                net, AffinePath(self.t0), source, x_r, x_d, ctx.train_config.batch_size
+            )
+            # The stream depends on what the model is (the key), not on how it is sampled.
+            g = ctx.generator(f"train:ws-fm:{stable_hash(key)}")
+            optimise(net, loss, ctx.train_config, g,
+                     desc=f"ws-fm {self.draft} t0={self.t0:g} {self.start} {self.init} "
+                          f"seed {ctx.seed}", progress=ctx.progress)
+
         net = ctx.network("flow", key, train)
         return flow_plan(ctx, net, source, draft, self.t0, n_steps, self.solver)
 
@@ -164,20 +178,8 @@ class WarmStartFM(Method):
 
 @methods.register("warm-start")
 @dataclass
-class TrainingFreeWarmStart(Method):
+class TrainingFreeWarmStart(_WarmStart):
     """Training-free warm start: the full model started at t0 from the noised draft."""
-
-    draft: str = "good"
-    t0: float = 0.8
-    solver: str = "euler"
-    family = "warm-start"
-
-    def __post_init__(self) -> None:
-        self.t0 = check_start_time(self.t0, allow_zero=False)
-        solvers.check_solver(self.solver)
-
-    def check_task(self, task: Task) -> None:
-        _check_draft(task, self.draft)
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
         source = make_source("noised-draft", self.t0)

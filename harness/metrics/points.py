@@ -201,13 +201,13 @@ class EnergyDistance(Metric):
         return 2.0 * exy - exx - eyy
 
 
-@metrics.register("precision")
 @dataclass
-class KNNPrecision(Metric):
-    """k-NN precision: share of samples inside the reference manifold (higher is better)."""
+class _KNNCoverage(Metric):
+    """Share of one set's points inside the k-NN manifold of the other."""
 
     k: int = 3
     higher_is_better = True
+    of_reference = False  # False: samples in the reference manifold; True: the other way
 
     def __post_init__(self) -> None:
         _positive_int("k", self.k)
@@ -215,21 +215,18 @@ class KNNPrecision(Metric):
     @torch.no_grad()
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int) -> float:
         x, y = _prepare(samples, reference, min_points=self.k + 1)
-        return _coverage(x, y, self.k)
+        return _coverage(y, x, self.k) if self.of_reference else _coverage(x, y, self.k)
+
+
+@metrics.register("precision")
+@dataclass
+class KNNPrecision(_KNNCoverage):
+    """k-NN precision: share of samples inside the reference manifold (higher is better)."""
 
 
 @metrics.register("recall")
 @dataclass
-class KNNRecall(Metric):
+class KNNRecall(_KNNCoverage):
     """k-NN recall: share of reference points inside the sample manifold (higher is better)."""
 
-    k: int = 3
-    higher_is_better = True
-
-    def __post_init__(self) -> None:
-        _positive_int("k", self.k)
-
-    @torch.no_grad()
-    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int) -> float:
-        x, y = _prepare(samples, reference, min_points=self.k + 1)
-        return _coverage(y, x, self.k)
+    of_reference = True
