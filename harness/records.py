@@ -4,6 +4,7 @@
         manifest.json        config + hash, seeds, versions, commit, device, start/end
         cells/<cell-id>.json one finished cell: its inputs, timing, NFE, bound check, metrics
         samples/<cell-id>.npy a fixed number of that cell's samples (for plots)
+        samples/reference-<task>.npy the same number of the task's held-out points
         records.csv          tidy rows, one per cell and metric (rebuilt from cells/)
         report/              report.md, report.html, figures/
 
@@ -45,6 +46,25 @@ def samples_path(run_dir: Path, cell_id: str) -> Path:
     return Path(run_dir) / "samples" / f"{cell_id}.npy"
 
 
+def reference_path(run_dir: Path, task: str) -> Path:
+    return Path(run_dir) / "samples" / f"reference-{task}.npy"
+
+
+def _write_array(path: Path, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, array.astype(np.float32))
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def write_reference(run_dir: Path, task: str, data: np.ndarray) -> None:
+    """A fixed subset of a task's held-out split, stored so reports need no data loading."""
+    _write_array(reference_path(run_dir, task), data)
+
+
+def load_reference(run_dir: str | Path, task: str) -> np.ndarray:
+    return np.load(reference_path(Path(run_dir), task))
+
+
 def finished_cells(run_dir: Path) -> set[str]:
     folder = Path(run_dir) / "cells"
     return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
@@ -53,9 +73,7 @@ def finished_cells(run_dir: Path) -> set[str]:
 def write_cell(run_dir: Path, record: dict[str, Any], samples: np.ndarray | None) -> None:
     cell_id = record["cell_id"]
     if samples is not None:
-        buf = io.BytesIO()
-        np.save(buf, samples.astype(np.float32))
-        atomic.write_bytes(samples_path(run_dir, cell_id), buf.getvalue())
+        _write_array(samples_path(run_dir, cell_id), samples)
     atomic.write_json(cell_path(run_dir, cell_id), record)  # last: marks the cell finished
 
 

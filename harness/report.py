@@ -18,11 +18,19 @@ import numpy as np
 import pandas as pd
 
 from harness import atomic, figures
-from harness.records import COLUMNS, load_run, load_samples, read_cells, read_manifest
+from harness.records import (
+    COLUMNS,
+    load_reference,
+    load_run,
+    load_samples,
+    read_cells,
+    read_manifest,
+)
 from harness.stats import (
     ceil_speedup,
     coerce_numeric,
     flag,
+    mean_ci,
     primary_metric,
     quality_matched_table,
     summarise,
@@ -172,6 +180,36 @@ def _quality_matched(df: pd.DataFrame, primary: Mapping[str, str]) -> str:
     return out + ("\n\n" + "\n\n".join(sentences) if sentences else "")
 
 
+def _headline(df: pd.DataFrame, primary: Mapping[str, str]) -> str:
+    """Per task: WS-FM (good draft, largest t0, draft start, from scratch) with K steps beside
+    full FM (Euler) with N steps, on the primary metric, with intervals over seeds."""
+    out = ["## Headline: WS-FM with K steps against full FM with N steps"]
+    frame = coerce_numeric(df)
+    for task in sorted(frame["task"].dropna().unique()):
+        metric = primary_metric(frame, task, primary)
+        sel = frame[(frame["task"] == task) & (frame["metric"] == metric)]
+        full = sel[(sel["method"] == "full-fm") & (sel["solver"] == "euler")]
+        ws = sel[(sel["method"] == "ws-fm") & (sel["draft"] == "good") & (sel["start"] == "draft")
+                 & (sel["init"] == "scratch") & (sel["solver"] == "euler")]
+        if full.empty or ws.empty:
+            continue
+        t0 = ws["t0"].max()
+        ws = ws[ws["t0"] == t0]
+        rows = []
+        for n in sorted(set(full["n_steps"]) & set(ws["n_steps"])):
+            f, w = full[full["n_steps"] == n], ws[ws["n_steps"] == n]
+            fm, flo, fhi = mean_ci(f["value"])
+            wm, wlo, whi = mean_ci(w["value"])
+            rows.append([_int(n), f"{_fmt(fm)} [{_fmt(flo)}, {_fmt(fhi)}]",
+                         _int(w["k_steps"].iloc[0]), f"{_fmt(wm)} [{_fmt(wlo)}, {_fmt(whi)}]",
+                         str(w["seed"].nunique()),
+                         _fmt(w["nfe_speedup"].median()), _fmt(w["wall_speedup"].median(), 3)])
+        out.append(f"### {task}: {metric}, good draft, t0 = {_fmt(t0)}\n\n" + _table(
+            ["N", "full FM, N steps [95% CI]", "K", "WS-FM, K steps [95% CI]", "seeds",
+             "NFE speed-up", "wall-clock speed-up (median)"], rows))
+    return "\n\n".join(out) if len(out) > 1 else ""
+
+
 def _bound_check(cells: pd.DataFrame) -> str:
     warm = cells[cells["method"].isin(WARM)].sort_values(["task", "method", "variant",
                                                           "n_steps", "seed"])
@@ -242,6 +280,11 @@ def _sample_panels(run_dir: Path, cells: pd.DataFrame) -> list[tuple[str, np.nda
                                         dict(method="warm-start")]),
     ]
     panels = []
+    task = cells["task"].iloc[0] if len(cells) else None
+    try:
+        panels.append(("held-out data", load_reference(run_dir, task)))
+    except (OSError, ValueError):
+        pass
     for name, options in picks:
         cell = next((c for c in (_pick(first, **w) for w in options) if c is not None), None)
         if cell is None:
@@ -352,7 +395,7 @@ def write_report(run_dir: str | Path) -> Path:
     if cells.empty:
         parts.append("_No finished cells in this run yet._")
     else:
-        parts += [_quality_matched(df, primary), _bound_check(cells)]
+        parts += [_headline(df, primary), _quality_matched(df, primary), _bound_check(cells)]
         parts += [_task_section(run_dir, t, df, cells, primary, out)
                   for t in sorted(cells["task"].dropna().unique())]
         parts.append(_all_methods(df, primary))

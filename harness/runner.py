@@ -24,7 +24,7 @@ from harness.errors import RunDirError
 from harness.machine import describe_machine, git_commit, package_versions
 from harness.nfe import CountingNetwork
 from harness.plugins import instantiate
-from harness.registry import methods, metrics
+from harness.registry import methods, metrics, tasks
 from harness.suite import Cell, Suite, expand_cells
 from harness.timing import Clock, Timing
 from wsfm import theory
@@ -171,8 +171,6 @@ def default_run_id(suite: Suite) -> str:
 
 
 def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dict[str, Any]:
-    from harness.registry import tasks
-
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return {
         "run_id": run_id,
@@ -215,6 +213,11 @@ def run_suite(
         torch.set_num_threads(int(suite.threads))
     manifest = _manifest(suite, run_id, previous)
     atomic.write_json(run_dir / records.MANIFEST, manifest)
+
+    for name, options in suite.tasks:
+        if not records.reference_path(run_dir, name).exists():
+            held_out = instantiate(tasks, name, options).load().test[:SAMPLES_KEPT]
+            records.write_reference(run_dir, name, held_out.numpy())
 
     cells = expand_cells(suite)
     done = records.finished_cells(run_dir)

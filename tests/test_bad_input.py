@@ -80,3 +80,17 @@ def test_unknown_device_name(tmp_path, tiny_suite_text, capsys):
     assert _run(tmp_path, tiny_suite_text + '[[methods]]\nname = "full-fm"\n',
                 "--device", "gpu0") == 2
     assert "device 'gpu0' is not a device name" in capsys.readouterr().err
+
+
+def test_report_on_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a wsfm-bench run: manifest.json is missing" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "absent")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_run_folder_of_another_suite_is_not_overwritten(tmp_path, tiny_suite_text, capsys):
+    text = tiny_suite_text + '[[methods]]\nname = "draft-only"\n'
+    assert _run(tmp_path, text, "--run-id", "same", "--no-report") == 0
+    assert _run(tmp_path, text.replace("seeds = [0]", "seeds = [1]"), "--run-id", "same") == 2
+    assert "holds a run of a different suite configuration" in capsys.readouterr().err
