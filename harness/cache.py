@@ -1,33 +1,47 @@
 """On-disk cache of trained models, fitted drafts and refiner pairs, keyed by content.
 
-The key is a JSON-able dict naming everything that changes the artefact (task and its
-options, plugin and its options, seed, training settings, code version). Entries are
-written atomically under a per-key lock, so concurrent runs sharing a cache build each
-entry once; an entry that cannot be read is discarded and rebuilt, never used.
+The key is a JSON-able dict naming everything that changes the artefact (task, its options
+and a hash of its data; plugins, their options and versions; seed, training settings, device
+type, code version). Each entry ``<kind>/<hash>.pt`` has a sidecar ``<hash>.json`` holding
+the key, the sha256 and size of the .pt bytes, the creation time and the kind. Entries are
+written atomically under a per-key lock, so concurrent runs sharing a cache build each entry
+once; an entry whose bytes do not match its sidecar, or that cannot be read, is discarded
+and rebuilt, never used. ``wsfm-bench cache list|clear`` manages the folder.
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import hashlib
+import io
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from harness import atomic
+from harness.errors import ConfigError
+
+log = logging.getLogger(__name__)
+SUFFIXES = (".pt", ".json", ".lock")
 
 
 def stable_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj`` (key order does not matter)."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def default_cache_dir() -> Path:
+    """$WSFM_BENCH_CACHE, else $XDG_CACHE_HOME/wsfm-bench, else ~/.cache/wsfm-bench."""
     env = os.environ.get("WSFM_BENCH_CACHE")
     if env:
         return Path(env)
@@ -36,13 +50,64 @@ def default_cache_dir() -> Path:
 
 @contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
+    """Exclusive flock on ``lock_path``; safe against the file being deleted by ``clear``."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as fh:
+    while True:
+        fh = open(lock_path, "a")  # closed below, or on retry
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            if os.stat(lock_path).st_ino == os.fstat(fh.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        fh.close()  # we locked a file that was unlinked meanwhile: lock the new one
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached artefact as found on disk (``key`` is None when its sidecar is unreadable)."""
+
+    kind: str
+    hash: str
+    bytes: int
+    created: datetime
+    key: dict[str, Any] | None
+    path: Path
+
+    def age_days(self, now: datetime | None = None) -> float:
+        return ((now or datetime.now(UTC)) - self.created).total_seconds() / 86400
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _entry(folder: Path, stem: str) -> CacheEntry | None:
+    """The entry ``folder/stem``; its age comes from the sidecar, else the file's mtime."""
+    pt, sidecar = folder / f"{stem}.pt", folder / f"{stem}.json"
+    meta = _read_sidecar(sidecar) or {}
+    try:
+        size = pt.stat().st_size if pt.exists() else 0
+        created = datetime.fromisoformat(str(meta.get("created")))
+    except ValueError:
+        try:
+            created = datetime.fromtimestamp((pt if pt.exists() else sidecar).stat().st_mtime, UTC)
+        except FileNotFoundError:  # removed meanwhile
+            return None
+    except FileNotFoundError:
+        return None
+    created = created.astimezone(UTC) if created.tzinfo else created.replace(tzinfo=UTC)
+    key = meta.get("key")
+    return CacheEntry(folder.name, stem, size, created, key if isinstance(key, dict) else None, pt)
 
 
 class Cache:
@@ -52,24 +117,156 @@ class Cache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.hits = 0
         self.misses = 0
+        self.discarded = 0
 
     def path(self, kind: str, key: dict[str, Any]) -> Path:
         return self.root / kind / f"{stable_hash(key)[:32]}.pt"
 
+    def _verified(self, path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The entry's state if its sidecar matches its bytes and key and it loads, else None."""
+        meta = _read_sidecar(path.with_suffix(".json"))
+        if meta is None:
+            return None
+        data = path.read_bytes()
+        if (meta.get("sha256") != hashlib.sha256(data).hexdigest()
+                or meta.get("bytes") != len(data)
+                or stable_hash(meta.get("key")) != stable_hash(key)):
+            return None
+        try:  # load the very bytes that were verified
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception:
+            return None
+
     def load_or_build(
         self, kind: str, key: dict[str, Any], build: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
+        """The cached state for ``key``, or ``build()``'s, stored first (built once per key)."""
         path = self.path(kind, key)
         with _locked(path.with_suffix(".lock")):
             if path.exists():
-                try:
-                    state = torch.load(path, map_location="cpu", weights_only=True)
+                state = self._verified(path, key)
+                if state is not None:
                     self.hits += 1
                     return state
-                except Exception:  # truncated or corrupt: discard and rebuild
-                    path.unlink(missing_ok=True)
+                log.warning("cache entry %s failed its integrity check: rebuilding", path)
+                self.discarded += 1
+                path.unlink(missing_ok=True)
+                path.with_suffix(".json").unlink(missing_ok=True)
             state = build()
-            atomic.atomic_write(path, lambda fh: torch.save(state, fh))
-            atomic.write_json(path.with_suffix(".json"), key)
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            data = buf.getvalue()
+            atomic.write_bytes(path, data)
+            atomic.write_json(path.with_suffix(".json"), {
+                "key": key, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"), "kind": kind,
+            })
             self.misses += 1
             return state
+
+    def entries(self) -> list[CacheEntry]:
+        """Every entry (a .pt file or a sidecar) under the root, oldest first."""
+        found = []
+        for folder in sorted(p for p in self.root.glob("*") if p.is_dir()):
+            stems = {p.stem for s in (".pt", ".json") for p in folder.glob(f"*{s}")}
+            for stem in sorted(stems):
+                entry = _entry(folder, stem)
+                if entry is not None:
+                    found.append(entry)
+        return sorted(found, key=lambda e: e.created)
+
+    def clear(
+        self,
+        older_than_days: float | None = None,
+        key_prefix: str | None = None,
+        kind: str | None = None,
+        everything: bool = False,
+    ) -> list[CacheEntry]:
+        """Remove the entries matching every filter given (hash prefix, kind, age); returns them.
+
+        With no filter, ``everything=True`` is required: a bare clear is refused.
+        """
+        if older_than_days is None and not key_prefix and kind is None and not everything:
+            raise ConfigError("cache clear needs a filter (--older-than, --key, --kind) or --all")
+        if older_than_days is not None and older_than_days < 0:
+            raise ConfigError(f"--older-than {older_than_days}: must be at least 0 days")
+        now = datetime.now(UTC)
+        removed = []
+        for e in self.entries():
+            if ((kind is not None and e.kind != kind)
+                    or (key_prefix and not e.hash.startswith(key_prefix.lower()))
+                    or (older_than_days is not None and e.age_days(now) < older_than_days)):
+                continue
+            with _locked(e.path.with_suffix(".lock")):  # never under a writer's feet
+                for suffix in SUFFIXES:  # the lock last, while still held
+                    e.path.with_suffix(suffix).unlink(missing_ok=True)
+            removed.append(e)
+        return removed
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _age(days: float) -> str:
+    seconds = max(days * 86400, 0.0)
+    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span:
+            return f"{seconds / span:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def key_summary(key: dict[str, Any] | None, width: int = 60) -> str:
+    """A short human summary of a key: task, plugins, model, seed, device."""
+    if key is None:
+        return "(no readable sidecar)"
+    parts = []
+    for field in ("task", "draft", "refiner"):
+        value = key.get(field)
+        name = value.get("name") if isinstance(value, dict) else value
+        if name is not None:
+            parts.append(str(name) if field == "task" else f"{field}={name}")
+    parts += [f"{f}={key[f]}" for f in ("model", "seed", "device") if f in key]
+    text = " ".join(parts) or json.dumps(key, sort_keys=True, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``list`` and ``clear`` subcommands (and ``--cache DIR``) to the `cache` command."""
+    help_dir = f"cache folder (default: {default_cache_dir()})"
+    parser.add_argument("--cache", default=None, metavar="DIR", help=help_dir)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache", default=argparse.SUPPRESS, metavar="DIR", help=help_dir)
+    sub = parser.add_subparsers(dest="cache_command", required=True)
+    sub.add_parser("list", parents=[common], help="print the cached entries and their size")
+    p = sub.add_parser("clear", parents=[common], help="remove cached entries")
+    p.add_argument("--older-than", type=float, metavar="DAYS", dest="older_than",
+                   help="only entries created at least DAYS days ago")
+    p.add_argument("--key", metavar="PREFIX", dest="key_prefix",
+                   help="only entries whose hash starts with PREFIX")
+    p.add_argument("--kind", help="only this kind (models, drafts, pairs)")
+    p.add_argument("--all", action="store_true", dest="everything",
+                   help="remove every entry (needed when no other filter is given)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out `wsfm-bench cache list|clear`; returns the exit code."""
+    cache = Cache(getattr(args, "cache", None) or default_cache_dir())
+    if args.cache_command == "clear":
+        gone = cache.clear(args.older_than, args.key_prefix, args.kind, args.everything)
+        print(f"removed {len(gone)} entries ({_size(sum(e.bytes for e in gone))}) "
+              f"from {cache.root}")
+        return 0
+    entries = cache.entries()
+    now = datetime.now(UTC)
+    print(f"{'kind':<8} {'hash':<12} {'size':>10} {'age':>7}  key")
+    for e in entries:
+        print(f"{e.kind:<8} {e.hash[:12]:<12} {_size(e.bytes):>10} {_age(e.age_days(now)):>7}"
+              f"  {key_summary(e.key)}")
+    print(f"{len(entries)} entries, {_size(sum(e.bytes for e in entries))} total in {cache.root}")
+    return 0
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import tomllib
 from typing import Any
@@ -125,6 +126,17 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.md and report.html for a run folder")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
+
+    # Subcommands whose arguments live with their code: (name, module, help).
+    for name, module, text in (
+        ("compare", "harness.compare", "compare two runs; exit 1 on any regression"),
+        ("figures", "harness.publish", "publication figures and LaTeX tables from a stored run"),
+        ("cache", "harness.cache", "list or clear cached models, drafts and pairs"),
+    ):
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=text, description=text)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.run)
     return parser
 
 

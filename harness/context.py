@@ -20,11 +20,14 @@ from wsfm.training import TrainConfig
 # Artefacts already loaded in this process, by (kind, key hash, device): cells of one run
 # that share a model (every budget of a method, say) load it once.
 _MEMO: dict[tuple[str, str, str], Any] = {}
+# sha256 of each task's training split, by the hash of the task's options: computed once.
+_DATA_HASH: dict[str, str] = {}
 
 
 def clear_memo() -> None:
-    """Forget the artefacts loaded in this process (they stay in the disk cache)."""
+    """Forget the artefacts (and data hashes) loaded in this process; the disk cache stays."""
     _MEMO.clear()
+    _DATA_HASH.clear()
 
 
 def seeded_generator(seed: int, purpose: str, device: torch.device | str = "cpu"):
@@ -34,8 +37,17 @@ def seeded_generator(seed: int, purpose: str, device: torch.device | str = "cpu"
 
 
 def plugin_key(name: str, obj: Any) -> dict[str, Any]:
+    """What identifies a plugin instance in a cache key: name, options and ``version``."""
     options = asdict(obj) if is_dataclass(obj) else {}
     return {"name": name, "options": options, "version": getattr(obj, "version", "1")}
+
+
+def tensor_sha256(x: torch.Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and raw bytes (the same on every device)."""
+    flat = x.detach().cpu().contiguous().reshape(-1)
+    h = hashlib.sha256(f"{flat.dtype}{tuple(x.shape)}".encode())
+    h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return h.hexdigest()
 
 
 class CellContext:
@@ -58,7 +70,21 @@ class CellContext:
         self.cache = cache
         self.train_config = train_config or self.task.train_config
         self.progress = progress
-        self.task_key = {"harness": __version__, "task": plugin_key(task_name, self.task)}
+        # The task without its data: what the data (and its hash) are memoised under.
+        self._task_spec = {"harness": __version__, "task": plugin_key(task_name, self.task)}
+
+    @property
+    def data_sha256(self) -> str:
+        """sha256 of the task's training split (computed once per task and process)."""
+        spec = stable_hash(self._task_spec)
+        if spec not in _DATA_HASH:
+            _DATA_HASH[spec] = tensor_sha256(self.data.train)
+        return _DATA_HASH[spec]
+
+    @property
+    def task_key(self) -> dict[str, Any]:
+        """The part of every key naming the task: harness version, task, options, data hash."""
+        return {**self._task_spec, "data_sha256": self.data_sha256}
 
     def _memo(self, kind: str, key: dict[str, Any], build: Callable[[], Any]) -> Any:
         memo_key = (kind, stable_hash(key), str(self.device))
@@ -75,7 +101,7 @@ class CellContext:
             d = self.task.load()
             return TaskData(d.train.to(self.device), d.test.to(self.device))
 
-        return self._memo("data", self.task_key, load)
+        return self._memo("data", self._task_spec, load)
 
     def draft_spec(self, name: str) -> tuple[str, dict[str, Any]]:
         """'good'/'poor' (or any key of the task's drafts), else a draft plugin by name."""
@@ -83,10 +109,16 @@ class CellContext:
             return self.task.drafts[name]
         return name, {}
 
+    def draft_key(self, name: str) -> dict[str, Any]:
+        """The cache key of draft ``name`` (fitted on the CPU: no device in it)."""
+        plugin, options = self.draft_spec(name)
+        draft = instantiate(drafts, plugin, options)
+        return {**self.task_key, "draft": plugin_key(plugin, draft), "seed": self.seed}
+
     def draft(self, name: str) -> Draft:
         plugin, options = self.draft_spec(name)
         draft = instantiate(drafts, plugin, options)
-        key = {**self.task_key, "draft": plugin_key(plugin, draft), "seed": self.seed}
+        key = self.draft_key(name)
 
         def build() -> Draft:
             def fit() -> dict[str, Any]:
@@ -98,18 +130,21 @@ class CellContext:
 
         return self._memo("draft", key, build)
 
+    def pairs_key(self, draft_name: str) -> dict[str, Any]:
+        """The cache key of the (draft, refined) pairs for ``draft_name``."""
+        ref_name, ref_options = self.task.refiner
+        return {
+            **self.draft_key(draft_name),
+            "refiner": plugin_key(ref_name, instantiate(refiners, ref_name, ref_options)),
+            "n_pairs": self.task.n_pairs,
+            "device": self.device.type,  # drafts are sampled on the device
+        }
+
     def pairs(self, draft_name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_d, x_r): draft samples and their refinements, the warm-start training pairs."""
-        plugin, options = self.draft_spec(draft_name)
         ref_name, ref_options = self.task.refiner
         refiner = instantiate(refiners, ref_name, ref_options)
-        key = {
-            **self.task_key,
-            "draft": plugin_key(plugin, instantiate(drafts, plugin, options)),
-            "refiner": plugin_key(ref_name, refiner),
-            "n_pairs": self.task.n_pairs,
-            "seed": self.seed,
-        }
+        key = self.pairs_key(draft_name)
 
         def build_pairs() -> dict[str, Any]:
             x_d = self.draft(draft_name).sample(self.task.n_pairs, self.generator("pairs"))
@@ -122,17 +157,22 @@ class CellContext:
 
         return self._memo("pairs", key, load)
 
-    def network(
-        self, kind: str, key: dict[str, Any], train: Callable[[nn.Module], None]
-    ) -> nn.Module:
-        """A trained network of the task's architecture, built by ``train`` on a cache miss."""
-        full_key = {
+    def network_key(self, kind: str, key: dict[str, Any]) -> dict[str, Any]:
+        """The cache key of network ``kind`` with the method's ``key`` (training is on-device)."""
+        return {
             **self.task_key,
             "model": kind,
             "train_config": asdict(self.train_config),
             "seed": self.seed,
+            "device": self.device.type,
             **key,
         }
+
+    def network(
+        self, kind: str, key: dict[str, Any], train: Callable[[nn.Module], None]
+    ) -> nn.Module:
+        """A trained network of the task's architecture, built by ``train`` on a cache miss."""
+        full_key = self.network_key(kind, key)
 
         def build() -> dict[str, Any]:
             with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched

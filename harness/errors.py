@@ -17,3 +17,7 @@ class RegistryError(WsfmBenchError, LookupError):
 
 class RunDirError(WsfmBenchError):
     """A results directory is missing, not a run, or belongs to another suite."""
+
+
+class SchemaError(RunDirError):
+    """A results file (cell record or manifest) does not match the results schema."""

@@ -10,6 +10,9 @@
 
 Every file is written atomically. A cell's record is written last, after its samples, so a
 cell counts as finished exactly when its record exists: a killed run resumes from cells/.
+
+Records and the manifest follow the results schema (harness/schemas/, see harness.schema):
+both carry ``schema_version``, are validated before they are written, and again when read.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pandas as pd
 
 from harness import atomic
 from harness.errors import RunDirError
+from harness.schema import SCHEMA_VERSION, validate_manifest, validate_record
 
 MANIFEST = "manifest.json"
 
@@ -70,11 +74,31 @@ def finished_cells(run_dir: Path) -> set[str]:
     return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
 
 
+def _as_written(obj: dict[str, Any]) -> Any:
+    """``obj`` as it reads back from the JSON atomic.write_json makes of it (tuples become
+    lists, unknown objects strings): what is validated is what lands on disk."""
+    return json.loads(json.dumps(obj, default=str))
+
+
 def write_cell(run_dir: Path, record: dict[str, Any], samples: np.ndarray | None) -> None:
-    cell_id = record["cell_id"]
+    """Validate the record (adding ``schema_version`` if absent), then write the samples and
+    the record. An invalid record raises SchemaError and nothing is written."""
+    record = {"schema_version": SCHEMA_VERSION, **record}
+    cell_id = record.get("cell_id")
+    where = (cell_path(run_dir, cell_id) if isinstance(cell_id, str) and cell_id
+             else Path(run_dir) / "cells" / "(record without a cell_id)")
+    validate_record(_as_written(record), where, writing=True)
     if samples is not None:
         _write_array(samples_path(run_dir, cell_id), samples)
     atomic.write_json(cell_path(run_dir, cell_id), record)  # last: marks the cell finished
+
+
+def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
+    """Validate the run manifest, then write it atomically; an invalid one raises SchemaError
+    and leaves the file as it was."""
+    path = Path(run_dir) / MANIFEST
+    validate_manifest(_as_written(manifest), path, writing=True)
+    return atomic.write_json(path, manifest)
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
@@ -84,20 +108,24 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise RunDirError(f"{run_dir} is not a wsfm-bench run: {MANIFEST} is missing")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{path} is corrupt ({exc}); rerun the suite to rebuild it") from exc
+    validate_manifest(manifest, path, hint="rerun the suite into a new run folder")
+    return manifest
 
 
 def read_cells(run_dir: str | Path) -> list[dict[str, Any]]:
     records = []
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
         try:
-            records.append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise RunDirError(
                 f"cell record {path} is corrupt ({exc}); delete it to rerun that cell"
             ) from exc
+        validate_record(record, path, hint="delete it to rerun that cell")
+        records.append(record)
     return records
 
 

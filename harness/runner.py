@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from harness import atomic, context, records
+from harness import context, records
 from harness.cache import Cache
 from harness.context import CellContext
 from harness.errors import RunDirError
@@ -173,6 +173,7 @@ def default_run_id(suite: Suite) -> str:
 def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dict[str, Any]:
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return {
+        "schema_version": records.SCHEMA_VERSION,  # harness/schemas/manifest.schema.json
         "run_id": run_id,
         "suite": suite.as_dict(),
         "config_hash": suite.config_hash,
@@ -212,7 +213,7 @@ def run_suite(
     if suite.threads:
         torch.set_num_threads(int(suite.threads))
     manifest = _manifest(suite, run_id, previous)
-    atomic.write_json(run_dir / records.MANIFEST, manifest)
+    records.write_manifest(run_dir, manifest)
 
     for name, options in suite.tasks:
         if not records.reference_path(run_dir, name).exists():
@@ -240,6 +241,6 @@ def run_suite(
         cells={"total": len(cells), "reused": reused, "run": len(todo)},
         cache={"root": str(cache.root), "hits": cache.hits, "misses": cache.misses},
     )
-    atomic.write_json(run_dir / records.MANIFEST, manifest)
+    records.write_manifest(run_dir, manifest)
     records.write_records_csv(run_dir)
     return run_dir

@@ -12,6 +12,7 @@ import pytest
 
 from harness.records import load_run, write_cell
 from harness.report import write_report
+from harness.schema import SCHEMA_VERSION
 from harness.stats import mean_ci, quality_matched_speedup, quality_matched_table, summarise
 
 SEEDS = [0, 1, 2]
@@ -65,8 +66,16 @@ def _record(task: str, method: str, seed: int, *, n: int = 0, t0: float | None =
         rec.update(ref_time_s=n * c, ref_nfe=n, nfe_speedup=n / nfe, nfe_speedup_theory=n / k,
                    ideal_speedup=1 / (1 - t0), wall_speedup=bound * 0.98, wall_bound=bound,
                    timing_noise=0.05, bound_ok=True)
+    timing = {"median": time_s, "spread": 1e-6, "first": time_s, "times": [time_s]}
+    rec.update(first_call_s=time_s, deterministic=True, nonfinite=0, threads=1,
+               timings={"total": timing, "draft": timing, "integrate": timing,
+                        "reference": timing if warm else None})
     slug = variant.replace(" ", "_").replace("=", "")
     rec["cell_id"] = f"{task}-{method}-{slug}-N{n}-s{seed}"
+    rec["cell"] = {"task": task, "task_options": {}, "method": method,
+                   "method_options": {"draft": draft} if draft else {}, "n_steps": n,
+                   "seed": seed, "device": "cpu", "n_samples": 200, "n_eval": 200,
+                   "repeats": 1, "warmup": 1, "training": {}}
     return rec
 
 
@@ -93,10 +102,15 @@ def _records() -> list[dict]:
 def run_dir(tmp_path: Path) -> Path:
     run = tmp_path / "run-1"
     manifest = {
-        "run_id": "run-1", "suite": {"name": "synthetic"}, "config_hash": "abc123",
-        "seeds": SEEDS, "versions": {"torch": "x"}, "git_commit": "deadbeef",
-        "device": {"description": "test cpu"}, "started": "2026-01-01T00:00:00",
-        "finished": "2026-01-01T00:10:00", "primary_metrics": TASKS,
+        "schema_version": SCHEMA_VERSION, "run_id": "run-1",
+        "suite": {"name": "synthetic", "tasks": [[t, {}] for t in TASKS], "methods": [],
+                  "budgets": [10, 20, 50], "seeds": SEEDS},
+        "config_hash": "abc123", "seeds": SEEDS, "versions": {"torch": "x"},
+        "git_commit": {"commit": "deadbeef", "dirty": False},
+        "device": {"device": "cpu", "description": "test cpu"},
+        "started": "2026-01-01T00:00:00", "resumed": [], "finished": "2026-01-01T00:10:00",
+        "status": "complete", "cells": {"total": 121, "reused": 0, "run": 121},
+        "primary_metrics": TASKS,
     }
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps(manifest))

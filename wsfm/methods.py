@@ -153,8 +153,8 @@ class WarmStartFM(_WarmStart):
             "t_start": self.t0,
             "source": self.start,
             "init": self.init,
-            "draft": ctx.draft_spec(self.draft),
-            "refiner": ctx.task.refiner,
+            # The training pairs, by their own cache key: draft, refiner, versions, data.
+            "pairs": stable_hash(ctx.pairs_key(self.draft)),
         }
 
         def train(net: nn.Module) -> None:

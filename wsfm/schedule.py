@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a grid is built, so theory/reports stay light
+    import torch
 
 
 def _exact(t0: float) -> Fraction:
@@ -37,13 +39,15 @@ def num_steps(t0: float, n: int) -> int:
     return math.ceil((1 - _exact(t0)) * int(n))
 
 
-def time_grid(t0: float, n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def time_grid(t0: float, n: int, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The K + 1 grid points t0, t0 + h, ..., t0 + (K - 1) h, 1 with h = 1/N.
 
     The last step is shorter than h when (1 - t0) N is not an integer; the grid always
     ends exactly at 1.
     """
+    import torch
+
     k = num_steps(t0, n)
     start = _exact(t0)
     points = [float(start + Fraction(i, int(n))) for i in range(k)] + [1.0]
-    return torch.tensor(points, dtype=dtype)
+    return torch.tensor(points, dtype=dtype or torch.float64)

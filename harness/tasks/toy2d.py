@@ -2,8 +2,8 @@
 
 Data come from a seeded generator, standardised to zero mean and unit variance per
 coordinate, and split into train and held-out test by ``data_seed``. Each task has a
-"good" draft (a Gaussian mixture with many components) and a "poor" one (few components),
-and the exact nearest-neighbour refiner.
+"good" draft (a Gaussian mixture with ``good_components`` components, 8 by default) and a
+"poor" one (``poor_components``, 2), and the exact nearest-neighbour refiner.
 """
 
 from __future__ import annotations
@@ -67,13 +67,11 @@ class Toy2D(Task):
     data_seed: int = 0
     hidden: int = 128
     depth: int = 3
+    good_components: int = 8
+    poor_components: int = 2
 
     generator_name = ""
     modality = "points"
-    drafts = {
-        "good": ("gmm", {"n_components": 8}),
-        "poor": ("gmm", {"n_components": 2}),
-    }
     refiner = ("nearest-neighbour", {})
     metrics = ("swd", "mmd", "energy", "precision", "recall")
     primary_metric = "swd"
@@ -83,6 +81,17 @@ class Toy2D(Task):
         for name in ("n_train", "n_test"):
             if getattr(self, name) < 10:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 10")
+        for name in ("good_components", "poor_components", "hidden", "depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+
+    @property
+    def drafts(self) -> dict[str, tuple[str, dict[str, int]]]:
+        """Gaussian mixtures: many components make a good draft, few a poor one."""
+        return {
+            "good": ("gmm", {"n_components": self.good_components}),
+            "poor": ("gmm", {"n_components": self.poor_components}),
+        }
 
     def load(self) -> TaskData:
         rng = np.random.default_rng(self.data_seed)

@@ -1,0 +1,279 @@
+"""The cache: complete keys, sha256-verified entries, one build under concurrency, list/clear."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from harness.cache import Cache, add_arguments, run, stable_hash
+from harness.errors import ConfigError
+
+# harness.context is imported lazily: the spawned workers below import this module, and
+# need only harness.cache (the plugin registry and scikit-learn would slow their start).
+TASK = {"n_train": 200, "n_test": 100}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memo():
+    from harness import context
+
+    context.clear_memo()
+    yield
+    context.clear_memo()
+
+
+def _ctx(tmp_path: Path, options: dict[str, Any] | None = None, seed: int = 0,
+         device: str = "cpu") -> Any:
+    from harness.context import CellContext
+
+    return CellContext("two-moons", {**TASK, **(options or {})}, seed, device,
+                       Cache(tmp_path / "cache"), progress=False)
+
+
+def _keys(ctx: Any) -> dict[str, str]:
+    """The hash of every kind of key the context would use."""
+    return {
+        "draft": stable_hash(ctx.draft_key("good")),
+        "pairs": stable_hash(ctx.pairs_key("good")),
+        "network": stable_hash(ctx.network_key("flow", {"t_start": 0.0, "source": "noise"})),
+    }
+
+
+def _changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
+    return {k for k in a if a[k] != b[k]}
+
+
+def test_keys_are_stable_and_json_able(tmp_path) -> None:
+    from harness import context
+
+    ctx = _ctx(tmp_path)
+    first = _keys(ctx)
+    json.dumps(ctx.network_key("flow", {}))  # plain JSON, no default needed
+    assert _keys(_ctx(tmp_path)) == first
+    context.clear_memo()  # recomputing the data hash gives the same keys
+    assert _keys(_ctx(tmp_path)) == first
+    assert len(ctx.task_key["data_sha256"]) == 64
+
+
+def test_keys_change_with_every_input(tmp_path, monkeypatch) -> None:
+    from harness.drafts import GaussianMixtureDraft
+
+    ctx = _ctx(tmp_path)
+    base = _keys(ctx)
+    everything = {"draft", "pairs", "network"}
+    assert _changed(base, _keys(_ctx(tmp_path, {"hidden": 64}))) == everything  # task option
+    assert _changed(base, _keys(_ctx(tmp_path, seed=1))) == everything
+    assert ctx.draft_key("good") != ctx.draft_key("poor")  # draft option (n_components)
+
+    other = _ctx(tmp_path)
+    other.task.refiner = ("nearest-neighbour", {"batch_size": 7})  # refiner option
+    assert _changed(base, _keys(other)) == {"pairs"}
+    other = _ctx(tmp_path)
+    other.train_config = replace(other.train_config, steps=7)
+    assert _changed(base, _keys(other)) == {"network"}
+
+    monkeypatch.setattr(GaussianMixtureDraft, "version", "2")  # plugin version
+    assert _changed(base, _keys(_ctx(tmp_path))) == {"draft", "pairs"}
+    monkeypatch.undo()
+    monkeypatch.setattr(type(ctx.task), "version", "2", raising=False)
+    assert _changed(base, _keys(_ctx(tmp_path))) == everything
+    monkeypatch.undo()
+    assert _keys(_ctx(tmp_path)) == base
+
+
+def test_keys_change_with_data_content_and_device_type(tmp_path) -> None:
+    from harness import context
+    from harness.plugins import TaskData
+
+    base = _keys(_ctx(tmp_path))
+    cuda = _ctx(tmp_path, device="cuda")  # the data hash is memoised: nothing goes to cuda
+    assert _changed(base, _keys(cuda)) == {"pairs", "network"}  # drafts are fitted on CPU
+
+    context.clear_memo()
+    ctx = _ctx(tmp_path)
+    data = ctx.task.load()
+    train = data.train.clone()
+    train[0, 0] += 1e-6  # same task options, one value of the data changed
+    ctx.task.load = lambda: TaskData(train, data.test)  # type: ignore[method-assign]
+    assert _changed(base, _keys(ctx)) == {"draft", "pairs", "network"}
+
+
+def test_network_and_draft_are_stored_under_the_tested_keys(tmp_path) -> None:
+    ctx = _ctx(tmp_path)
+    ctx.network("flow", {"t_start": 0.0}, lambda net: None)
+    ctx.draft("good")
+    assert ctx.cache.path("models", ctx.network_key("flow", {"t_start": 0.0})).exists()
+    assert ctx.cache.path("drafts", ctx.draft_key("good")).exists()
+    assert ctx.cache.misses == 2
+
+
+def test_sidecar_records_key_checksum_size_and_time(tmp_path) -> None:
+    cache, key = Cache(tmp_path), {"seed": 0, "lr": 1e-3}
+    cache.load_or_build("models", key, lambda: {"w": torch.arange(4.0)})
+    path = cache.path("models", key)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    data = path.read_bytes()
+    assert meta["key"] == key and meta["kind"] == "models" and meta["bytes"] == len(data)
+    assert meta["sha256"] == hashlib.sha256(data).hexdigest()
+    assert abs(datetime.fromisoformat(meta["created"]) - datetime.now(UTC)) < timedelta(60)
+
+
+def _tamper(path: Path, how: str) -> None:
+    sidecar = path.with_suffix(".json")
+    if how == "tampered":  # a valid torch file, other content: only the sha256 can tell
+        torch.save({"w": torch.full((2,), 666.0)}, path)
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "no-sidecar":
+        sidecar.unlink()
+    elif how == "corrupt-sidecar":
+        sidecar.write_text('{"key": ')
+    elif how == "legacy-sidecar":  # the old format: the key alone
+        sidecar.write_text(json.dumps({"seed": 0}))
+    elif how == "other-key":
+        meta = json.loads(sidecar.read_text())
+        sidecar.write_text(json.dumps({**meta, "key": {"seed": 1}}))
+
+
+@pytest.mark.parametrize("how", ["tampered", "truncated", "no-sidecar", "corrupt-sidecar",
+                                 "legacy-sidecar", "other-key"])
+def test_damaged_entry_is_discarded_and_rebuilt(tmp_path, how) -> None:
+    cache, key = Cache(tmp_path), {"seed": 0}
+    cache.load_or_build("models", key, lambda: {"w": torch.ones(2)})
+    _tamper(cache.path("models", key), how)
+    state = cache.load_or_build("models", key, lambda: {"w": torch.zeros(2)})
+    assert torch.equal(state["w"], torch.zeros(2))
+    assert (cache.hits, cache.misses, cache.discarded) == (0, 2, 1)
+    again = Cache(tmp_path).load_or_build("models", key, lambda: {"w": torch.ones(2)})
+    assert torch.equal(again["w"], torch.zeros(2))  # the rebuilt entry verifies
+
+
+def _build_logged(log: str, value: int) -> dict[str, Any]:
+    with open(log, "a") as fh:
+        fh.write(f"built by {os.getpid()}\n")
+    time.sleep(0.3)
+    return {"w": torch.randn(64) + value}
+
+
+def _worker(root: str, log: str, keys: list[int], barrier: Any, out: Any) -> None:
+    """Load or build every key (after all workers are ready); report a digest of each."""
+    barrier.wait()
+    cache = Cache(root)
+    for k in keys:
+        state = cache.load_or_build("models", {"k": k, "blob": "x" * 100},
+                                    lambda k=k: _build_logged(log, k))
+        out.put((k, hashlib.sha256(state["w"].numpy().tobytes()).hexdigest()))
+
+
+def _run_workers(tmp_path: Path, keys_per_worker: list[list[int]]) -> tuple[list, list[str]]:
+    ctx = mp.get_context("spawn")
+    barrier, out, log = ctx.Barrier(len(keys_per_worker)), ctx.Queue(), tmp_path / "log"
+    log.touch()
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path / "c"), str(log), keys, barrier,
+                                               out)) for keys in keys_per_worker]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in range(sum(map(len, keys_per_worker)))]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return results, log.read_text().splitlines()
+
+
+def test_concurrent_processes_build_a_key_once(tmp_path) -> None:
+    results, log = _run_workers(tmp_path, [[0], [0], [0]])
+    assert len(log) == 1  # one build, the other two waited and loaded it
+    assert len({digest for _, digest in results}) == 1
+
+
+def test_concurrent_writers_of_different_keys_do_not_interfere(tmp_path) -> None:
+    results, log = _run_workers(tmp_path, [[0, 1, 2], [3, 4, 5], [6, 7, 8]])
+    assert len(log) == 9
+    cache = Cache(tmp_path / "c")
+    for k, digest in results:  # every entry verifies and holds what its writer built
+        state = cache.load_or_build("models", {"k": k, "blob": "x" * 100}, pytest.fail)
+        assert hashlib.sha256(state["w"].numpy().tobytes()).hexdigest() == digest
+    assert (cache.hits, cache.discarded, len(cache.entries())) == (9, 0, 9)
+
+
+def _filled(tmp_path: Path) -> Cache:
+    """Entries: models {m: 0} 10 days old, models {m: 1} new, drafts {d: 0} 3 days old."""
+    cache = Cache(tmp_path)
+    for kind, key, days in (("models", {"m": 0}, 10), ("models", {"m": 1}, 0),
+                            ("drafts", {"d": 0}, 3)):
+        cache.load_or_build(kind, key, lambda: {"w": torch.zeros(100)})
+        sidecar = cache.path(kind, key).with_suffix(".json")
+        meta = json.loads(sidecar.read_text())
+        meta["created"] = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+        sidecar.write_text(json.dumps(meta))
+    return cache
+
+
+def _left(cache: Cache) -> list[dict[str, Any] | None]:
+    return [e.key for e in cache.entries()]
+
+
+def test_entries_lists_kind_hash_size_age_and_key(tmp_path) -> None:
+    cache = _filled(tmp_path)
+    entries = cache.entries()
+    assert [e.key for e in entries] == [{"m": 0}, {"d": 0}, {"m": 1}]  # oldest first
+    e = entries[0]
+    assert e.kind == "models" and e.path == cache.path("models", {"m": 0})
+    assert e.hash == e.path.stem and e.bytes == e.path.stat().st_size
+    assert 9.9 < e.age_days() < 10.1
+
+
+def test_clear_by_age_prefix_kind_and_all(tmp_path) -> None:
+    cache = _filled(tmp_path)
+    with pytest.raises(ConfigError, match="--all"):
+        cache.clear()
+    assert [e.key for e in cache.clear(older_than_days=5)] == [{"m": 0}]
+    assert _left(cache) == [{"d": 0}, {"m": 1}]
+    assert not list((tmp_path / "models").glob(f"{stable_hash({'m': 0})[:32]}.*"))
+    prefix = stable_hash({"m": 1})[:6]
+    assert [e.key for e in cache.clear(key_prefix=prefix)] == [{"m": 1}]
+    assert [e.key for e in cache.clear(kind="models")] == []
+    assert [e.key for e in cache.clear(kind="drafts")] == [{"d": 0}]
+    cache = _filled(tmp_path / "again")
+    assert len(cache.clear(everything=True)) == 3 and _left(cache) == []
+    assert not [p for p in (tmp_path / "again").rglob("*") if p.is_file()]
+
+
+def test_age_falls_back_to_mtime_without_a_sidecar(tmp_path) -> None:
+    cache = _filled(tmp_path)
+    path = cache.path("models", {"m": 1})
+    path.with_suffix(".json").unlink()
+    old = time.time() - 20 * 86400
+    os.utime(path, (old, old))
+    assert [e.hash for e in cache.clear(older_than_days=15)] == [path.stem]
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="wsfm-bench cache")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_run_lists_a_table_and_clears(tmp_path, capsys) -> None:
+    cache = _filled(tmp_path)
+    assert run(_parse(["list", "--cache", str(tmp_path)])) == 0
+    out = capsys.readouterr().out
+    assert "kind" in out and stable_hash({"m": 0})[:12] in out and "10.0d" in out
+    assert "3 entries" in out and "total" in out
+    assert run(_parse(["--cache", str(tmp_path), "clear", "--kind", "drafts"])) == 0
+    assert "removed 1 entries" in capsys.readouterr().out and len(cache.entries()) == 2
+    with pytest.raises(ConfigError):
+        run(_parse(["clear", "--cache", str(tmp_path)]))
+    assert run(_parse(["clear", "--all"])) == 0  # default folder: $WSFM_BENCH_CACHE
+    assert str(os.environ["WSFM_BENCH_CACHE"]) in capsys.readouterr().out
