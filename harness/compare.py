@@ -349,7 +349,7 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
 
     # NFE and the speed-up bound: exact, per cell (same seed).
     common = sorted(cells[0].keys() & cells[1].keys(), key=str)
-    ratios, n_warm = [], 0
+    ratios, n_warm, flips = [], 0, 0
     for key in common:
         b, n = cells[0][key], cells[1][key]
         seed = f"seed {key[4]}"
@@ -373,11 +373,9 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
             out.regressions.append(_entry("bound", key, "nfe_speedup", theory, sn, 0.0, None,
                                           f"speed-up bound broken: NFE speed-up {sn:.6g} != "
                                           f"N/ceil((1-t0)N) = {theory:.6g} ({seed})"))
-        if flag(b.get("bound_ok")) is True and flag(n.get("bound_ok")) is False:
-            out.regressions.append(_entry("bound", key, "bound_ok", _num(b.get("wall_speedup")),
-                                          _num(n.get("wall_speedup")), None, None,
-                                          f"speed-up bound broken: bound_ok True in base, "
-                                          f"False in new ({seed})"))
+        # A single cell's wall-clock verdict flips with timing noise: counted, and judged
+        # per group below against the timing tolerance.
+        flips += flag(b.get("bound_ok")) is True and flag(n.get("bound_ok")) is False
 
     # Timing: wall_speedup (a within-run ratio) per warm-start group, mean over seeds.
     rel = tol.wall_speedup_rel
@@ -389,8 +387,20 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
             why = f"{'dropped' if wn < wb else 'rose'} beyond rel {rel:g} (within-run ratio)"
             (out.regressions if wn < wb else out.improvements).append(
                 _entry("timing", key, "wall_speedup", wb, wn, wb * rel, None, why))
+        # The wall-clock bound, per group: measured speed-up over S_wall (both from one run).
+        eb, en = (_mean([_num(r.get("wall_speedup")) / _num(r.get("wall_bound"))
+                         for r in c[key]]) for c in by_cell)
+        if math.isfinite(en) and en < 1 - rel and not (math.isfinite(eb) and eb < 1 - rel):
+            out.regressions.append(_entry(
+                "bound", key, "wall_speedup/S_wall", eb, en, rel, None,
+                f"speed-up bound broken: measured wall-clock speed-up is {en:.3g} of S_wall "
+                f"(mean over seeds), short by more than the timing tolerance {rel:g}"))
     out.notes.append(f"checked NFE on {len(common)} matched cells and the speed-up bound on "
                      f"{n_warm} warm-start cells")
+    if flips:
+        out.notes.append(f"{flips} warm-start cell(s) passed the per-cell wall-clock bound check "
+                         "in base but not in new (timing noise is judged per group, not per "
+                         "cell)")
     if ratios:
         out.notes.append(f"time_s new/base over {len(ratios)} cells: median "
                          f"{float(np.median(ratios)):.3g}x (range {min(ratios):.3g}-"

@@ -106,6 +106,23 @@ def _commit(info: Any) -> str:
     return f"{commit} (uncommitted changes)" if info.get("dirty") else commit
 
 
+def _cell_counts(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
+    counts = manifest.get("cells")
+    if not isinstance(counts, Mapping):
+        return str(len(cells))
+    return (f"{len(cells)} recorded of {counts.get('total')}; this invocation ran "
+            f"{counts.get('run')} and reused {counts.get('reused')} finished by an earlier, "
+            f"interrupted attempt ({len(manifest.get('resumed') or [])} resume(s))")
+
+
+def _cache_counts(manifest: Mapping[str, Any]) -> str:
+    cache = manifest.get("cache")
+    if not isinstance(cache, Mapping):
+        return "–"
+    return (f"{cache.get('hits')} artefacts loaded, {cache.get('misses')} built, "
+            f"{cache.get('discarded', 0)} corrupt entries discarded ({cache.get('root')})")
+
+
 def _header(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
     suite = manifest.get("suite")
     device = manifest.get("device")
@@ -116,7 +133,8 @@ def _header(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
         ["commit", _commit(manifest.get("git_commit"))],
         ["device", device.get("description") if isinstance(device, Mapping) else device],
         ["started", manifest.get("started")], ["finished", manifest.get("finished")],
-        ["cells", len(cells)], ["seeds", ", ".join(map(str, manifest.get("seeds") or []))],
+        ["cells", _cell_counts(manifest, cells)],
+        ["cache", _cache_counts(manifest)], ["seeds", ", ".join(map(str, manifest.get("seeds") or []))],
         ["config hash", manifest.get("config_hash")],
         ["versions", ", ".join(f"{k} {v}" for k, v in versions.items())],
     ]

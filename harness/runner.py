@@ -239,7 +239,8 @@ def run_suite(
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         status="complete",
         cells={"total": len(cells), "reused": reused, "run": len(todo)},
-        cache={"root": str(cache.root), "hits": cache.hits, "misses": cache.misses},
+        cache={"root": str(cache.root), "hits": cache.hits, "misses": cache.misses,
+               "discarded": cache.discarded},
     )
     records.write_manifest(run_dir, manifest)
     records.write_records_csv(run_dir)
