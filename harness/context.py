@@ -13,7 +13,7 @@ from torch import nn
 
 from harness import __version__
 from harness.cache import Cache, stable_hash
-from harness.plugins import Draft, Task, TaskData, instantiate
+from harness.plugins import Draft, Metric, Task, TaskData, instantiate
 from harness.registry import drafts, refiners, tasks
 from wsfm.training import TrainConfig
 
@@ -187,3 +187,26 @@ class CellContext:
             return net.to(self.device).eval()
 
         return self._memo("network", full_key, load)
+
+    def metric_stats(
+        self, name: str, metric: Metric, reference: torch.Tensor, seed: int
+    ) -> dict[str, torch.Tensor]:
+        """The metric's reference-side features/statistics, computed once and cached."""
+        if type(metric).reference_stats is Metric.reference_stats:
+            return {}  # the metric precomputes nothing
+        key = {
+            **self.task_key,
+            "metric": plugin_key(name, metric),
+            "reference_sha256": tensor_sha256(reference),
+            "seed": seed,
+            "device": self.device.type,
+        }
+
+        def build() -> dict[str, Any]:
+            return {k: v.cpu() for k, v in metric.reference_stats(reference, seed).items()}
+
+        def load() -> dict[str, torch.Tensor]:
+            state = self.cache.load_or_build("features", key, build)
+            return {k: v.to(self.device) for k, v in state.items()}
+
+        return self._memo("features", key, load)

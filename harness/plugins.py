@@ -91,12 +91,25 @@ class Refiner:
 class Metric:
     """A sample-quality measure against the held-out split.
 
-    Implement ``compute(samples, reference, seed) -> float`` and set ``higher_is_better``.
+    Implement ``compute(samples, reference, seed, stats=None) -> float`` and set
+    ``higher_is_better``. Work that depends only on the reference set (its features, k-NN
+    radii, within-set distances) goes in ``reference_stats``: the harness computes it once per
+    (task data, metric options, n_eval, seed, device), caches it on disk, and passes it to
+    ``compute`` as ``stats``; ``compute`` must give the same value without it.
     """
 
     higher_is_better: bool = False
 
-    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int) -> float:
+    def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        return {}
+
+    def compute(
+        self,
+        samples: torch.Tensor,
+        reference: torch.Tensor,
+        seed: int,
+        stats: dict[str, torch.Tensor] | None = None,
+    ) -> float:
         raise NotImplementedError
 
 

@@ -120,7 +120,8 @@ def _cache_counts(manifest: Mapping[str, Any]) -> str:
     if not isinstance(cache, Mapping):
         return "–"
     return (f"{cache.get('hits')} artefacts loaded, {cache.get('misses')} built, "
-            f"{cache.get('discarded', 0)} corrupt entries discarded ({cache.get('root')})")
+            f"{cache.get('discarded', 0)} corrupt entries discarded "
+            f"({cache.get('root')})")
 
 
 def _header(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
@@ -134,7 +135,8 @@ def _header(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
         ["device", device.get("description") if isinstance(device, Mapping) else device],
         ["started", manifest.get("started")], ["finished", manifest.get("finished")],
         ["cells", _cell_counts(manifest, cells)],
-        ["cache", _cache_counts(manifest)], ["seeds", ", ".join(map(str, manifest.get("seeds") or []))],
+        ["cache", _cache_counts(manifest)],
+        ["seeds", ", ".join(map(str, manifest.get("seeds") or []))],
         ["config hash", manifest.get("config_hash")],
         ["versions", ", ".join(f"{k} {v}" for k, v in versions.items())],
     ]

@@ -95,7 +95,10 @@ def run_cell(
     reference = ctx.data.test[: cell.n_eval]
     for name in ctx.task.metrics:
         metric = instantiate(metrics, name, {})
-        value = math.nan if nonfinite else float(metric.compute(samples, reference, cell.seed))
+        value = math.nan
+        if not nonfinite:
+            stats = ctx.metric_stats(name, metric, reference, cell.seed)
+            value = float(metric.compute(samples, reference, cell.seed, stats=stats))
         metric_values[name] = {"value": value, "higher_is_better": bool(metric.higher_is_better)}
 
     options = method.options()

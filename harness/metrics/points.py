@@ -80,6 +80,10 @@ def _pair_mean(
     return float(total) / n_pairs
 
 
+def _identity(d: torch.Tensor) -> torch.Tensor:
+    return d
+
+
 def _knn_radii(points: torch.Tensor, k: int) -> torch.Tensor:
     """Distance from each point to its k-th nearest neighbour among the others."""
     radii = []
@@ -92,9 +96,11 @@ def _knn_radii(points: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def _coverage(points: torch.Tensor, support: torch.Tensor, k: int) -> float:
+def _coverage(
+    points: torch.Tensor, support: torch.Tensor, k: int, radii: torch.Tensor | None = None
+) -> float:
     """Fraction of ``points`` within the k-NN radius of at least one ``support`` point."""
-    radii = _knn_radii(support, k)
+    radii = _knn_radii(support, k) if radii is None else radii.to(support)
     inside = 0
     step = _chunk_rows(support.shape[0])
     for start in range(0, points.shape[0], step):
@@ -114,14 +120,22 @@ class SlicedWasserstein(Metric):
     def __post_init__(self) -> None:
         _positive_int("n_projections", self.n_projections)
 
-    @torch.no_grad()
-    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int) -> float:
-        x, y = _prepare(samples, reference, min_points=1)
+    def _projections(self, x: torch.Tensor, seed: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)  # CPU draw: same projections on any device
         proj = torch.randn(x.shape[1], self.n_projections, generator=gen, dtype=torch.float64)
-        proj = (proj / proj.norm(dim=0, keepdim=True)).to(device=x.device, dtype=x.dtype)
-        qx = (x @ proj).sort(dim=0).values
-        qy = (y @ proj).sort(dim=0).values
+        return (proj / proj.norm(dim=0, keepdim=True)).to(device=x.device, dtype=x.dtype)
+
+    @torch.no_grad()
+    def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        y, _ = _prepare(reference, reference, min_points=1)
+        return {"sorted_projections": (y @ self._projections(y, seed)).sort(dim=0).values}
+
+    @torch.no_grad()
+    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
+                stats: dict[str, torch.Tensor] | None = None) -> float:
+        x, y = _prepare(samples, reference, min_points=1)
+        qx = (x @ self._projections(x, seed)).sort(dim=0).values
+        qy = (stats or self.reference_stats(y, seed))["sorted_projections"].to(qx)
         n, m = x.shape[0], y.shape[0]
         # Exact 1-D W2 between empirical measures: integrate the squared difference of the two
         # step quantile functions over the union of their breakpoints.
@@ -167,7 +181,8 @@ class MaximumMeanDiscrepancy(Metric):
         return mean if mean > 0 else 1.0
 
     @torch.no_grad()
-    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int) -> float:
+    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
+                stats: dict[str, torch.Tensor] | None = None) -> float:
         x, y = _prepare(samples, reference, min_points=2)
         sigma = self.bandwidth or self._median_bandwidth(x, y, seed)
         scale = -0.5 / sigma**2
@@ -189,15 +204,18 @@ class EnergyDistance(Metric):
     higher_is_better = False
 
     @torch.no_grad()
-    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int) -> float:
+    def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        y, _ = _prepare(reference, reference, min_points=2)
+        return {"mean_distance": torch.tensor(_pair_mean(y, y, _identity, exclude_diagonal=True),
+                                              dtype=torch.float64)}
+
+    @torch.no_grad()
+    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
+                stats: dict[str, torch.Tensor] | None = None) -> float:
         x, y = _prepare(samples, reference, min_points=2)
-
-        def identity(d: torch.Tensor) -> torch.Tensor:
-            return d
-
-        exy = _pair_mean(x, y, identity)
-        exx = _pair_mean(x, x, identity, exclude_diagonal=True)
-        eyy = _pair_mean(y, y, identity, exclude_diagonal=True)
+        exy = _pair_mean(x, y, _identity)
+        exx = _pair_mean(x, x, _identity, exclude_diagonal=True)
+        eyy = float((stats or self.reference_stats(y, seed))["mean_distance"])
         return 2.0 * exy - exx - eyy
 
 
@@ -213,9 +231,19 @@ class _KNNCoverage(Metric):
         _positive_int("k", self.k)
 
     @torch.no_grad()
-    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int) -> float:
+    def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        if self.of_reference:  # recall needs the samples' radii: nothing to precompute
+            return {}
+        y, _ = _prepare(reference, reference, min_points=self.k + 1)
+        return {"knn_radii": _knn_radii(y, self.k)}
+
+    @torch.no_grad()
+    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
+                stats: dict[str, torch.Tensor] | None = None) -> float:
         x, y = _prepare(samples, reference, min_points=self.k + 1)
-        return _coverage(y, x, self.k) if self.of_reference else _coverage(x, y, self.k)
+        if self.of_reference:
+            return _coverage(y, x, self.k)
+        return _coverage(x, y, self.k, (stats or {}).get("knn_radii"))
 
 
 @metrics.register("precision")

@@ -1,0 +1,35 @@
+"""Reference-side metric statistics: same values with or without them, computed once, cached."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.cache import Cache
+from harness.context import CellContext, clear_memo
+from harness.registry import metrics
+
+
+@pytest.mark.parametrize("name", ["swd", "mmd", "energy", "precision", "recall"])
+def test_stats_do_not_change_the_value(name: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(400, 2, generator=g), torch.randn(300, 2, generator=g) + 0.3
+    metric = metrics.get(name)()
+    stats = metric.reference_stats(y, 5)
+    assert metric.compute(x, y, 5, stats=stats) == pytest.approx(metric.compute(x, y, 5), abs=1e-9)
+
+
+def test_reference_stats_are_cached_on_disk(tmp_path) -> None:
+    clear_memo()
+    ctx = CellContext("two-moons", {"n_train": 300, "n_test": 200}, 0, "cpu", Cache(tmp_path))
+    reference = ctx.data.test
+    metric = metrics.get("precision")()
+    first = ctx.metric_stats("precision", metric, reference, 0)
+    assert ctx.cache.misses == 1 and set(first) == {"knn_radii"}
+    clear_memo()  # a new process: loaded from disk, not recomputed
+    ctx2 = CellContext("two-moons", {"n_train": 300, "n_test": 200}, 0, "cpu", Cache(tmp_path))
+    again = ctx2.metric_stats("precision", metric, reference, 0)
+    assert ctx2.cache.hits == 1 and ctx2.cache.misses == 0
+    assert torch.equal(first["knn_radii"], again["knn_radii"])
+    assert ctx2.metric_stats("mmd", metrics.get("mmd")(), reference, 0) == {}
+    assert len(list((tmp_path / "features").glob("*.pt"))) == 1
