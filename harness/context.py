@@ -169,20 +169,29 @@ class CellContext:
         }
 
     def network(
-        self, kind: str, key: dict[str, Any], train: Callable[[nn.Module], None]
+        self,
+        kind: str,
+        key: dict[str, Any],
+        train: Callable[[nn.Module], None],
+        make: Callable[[], nn.Module] | None = None,
     ) -> nn.Module:
-        """A trained network of the task's architecture, built by ``train`` on a cache miss."""
+        """A trained network, built by ``train`` on a cache miss.
+
+        The architecture is the task's (``task.make_network``) unless ``make`` builds another
+        (an autoregressive transformer, say); ``kind`` and ``key`` must then name it.
+        """
         full_key = self.network_key(kind, key)
+        make = make or self.task.make_network
 
         def build() -> dict[str, Any]:
             with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
                 torch.manual_seed(self.seed)
-                net = self.task.make_network().to(self.device)
+                net = make().to(self.device)
             train(net)
             return {k: v.cpu() for k, v in net.state_dict().items()}
 
         def load() -> nn.Module:
-            net = self.task.make_network()
+            net = make()
             net.load_state_dict(self.cache.load_or_build("models", full_key, build))
             return net.to(self.device).eval()
 

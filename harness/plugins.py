@@ -54,6 +54,12 @@ class Task:
     def make_network(self) -> nn.Module:
         raise NotImplementedError
 
+    def finalize(self, samples: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Map raw samples into the data's domain before any metric, the same way for every
+        method (images: clamp and quantise to uint8 levels). Returns the samples and counts
+        to record (e.g. {"clamped": n}); nothing is changed silently."""
+        return samples, {}
+
 
 class Draft:
     """A cheap generator trained on the task's training split.

@@ -91,6 +91,10 @@ def run_cell(
         nfe_ok = nfe_ok and ref_nfe == plan.reference_nfe
 
     nonfinite = int((~torch.isfinite(samples)).sum())
+    if not nonfinite:
+        samples, finalized = ctx.task.finalize(samples)
+    else:
+        finalized = {}
     metric_values: dict[str, dict[str, Any]] = {}
     reference = ctx.data.test[: cell.n_eval]
     for name in ctx.task.metrics:
@@ -132,6 +136,7 @@ def run_cell(
                     "reference": ref_t.as_dict() if ref_t else None},
         "deterministic": deterministic,
         "nonfinite": nonfinite,
+        "finalize": finalized,
         "n_samples": n,
         "n_eval": int(len(reference)),
         "device": cell.device,
