@@ -143,3 +143,30 @@ def sample_scatter(panels: Sequence[tuple[str, np.ndarray]], path: Path, title: 
         ax.tick_params(labelsize=7)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def _mosaic(images: np.ndarray, columns: int = 8) -> np.ndarray:
+    """(n, C, H, W) in [-1, 1] -> one (rows*H, columns*W[, C]) image in [0, 1], 1-px gaps."""
+    n, c, h, w = images.shape
+    rows = math.ceil(n / columns)
+    out = np.ones((rows * (h + 1) - 1, columns * (w + 1) - 1, c))
+    for i, img in enumerate(np.clip((images + 1) / 2, 0, 1)):
+        r, col = divmod(i, columns)
+        out[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = img.transpose(1, 2, 0)
+    return out[..., 0] if c == 1 else out
+
+
+def sample_grid(panels: Sequence[tuple[str, np.ndarray]], path: Path, title: str,
+                n: int = 64) -> Path | None:
+    """One panel per (title, (n, C, H, W) images): the first ``n`` images as a mosaic."""
+    panels = [(t, np.asarray(a, float)[:n]) for t, a in panels if np.asarray(a).ndim == 4
+              and len(a)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False)
+    for ax, (name, images) in zip(axes[0], panels, strict=True):
+        ax.imshow(_mosaic(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -47,6 +47,7 @@ class Task:
     primary_metric: str = ""
     train_config: TrainConfig = TrainConfig()
     n_pairs: int = 20_000  # (draft, refined) training pairs for warm-start models
+    samples_kept: int = 1000  # samples stored per cell (and held-out points per run) for plots
 
     def load(self) -> TaskData:
         raise NotImplementedError

@@ -298,6 +298,8 @@ def _sample_panels(run_dir: Path, cells: pd.DataFrame) -> list[tuple[str, np.nda
         ("ws-fm good draft", [dict(method="ws-fm", draft="good")]),
         ("warm-start (training-free)", [dict(method="warm-start", draft="good"),
                                         dict(method="warm-start")]),
+        ("ddim", [dict(method="ddim")]),
+        ("ar", [dict(method="ar")]),
     ]
     panels = []
     task = cells["task"].iloc[0] if len(cells) else None
@@ -350,10 +352,35 @@ def _task_section(run_dir: Path, task: str, df: pd.DataFrame, cells: pd.DataFram
         figures.speedup_vs_t0(warm, figs / f"{slug}_speedup_vs_t0.png", task) if len(warm)
         else None, "Speed-up vs t0", out))
     panels = _sample_panels(run_dir, tcells)
+    images = bool(panels) and np.asarray(panels[0][1]).ndim == 4
+    draw = figures.sample_grid if images else figures.sample_scatter
     parts.append("### Samples\n\n" + _image(
-        figures.sample_scatter(panels, figs / f"{slug}_samples.png", f"{task}: samples")
-        if panels else None, "Samples", out))
+        draw(panels, figs / f"{slug}_samples.png", f"{task}: samples") if panels else None,
+        "Samples", out))
+    if images:
+        parts.append(_grids(run_dir, task, tcells, out))
     return "\n\n".join(parts)
+
+
+def _grids(run_dir: Path, task: str, cells: pd.DataFrame, out: Path) -> str:
+    """Image tasks: one sample grid per method variant and budget (smallest seed)."""
+    first = cells[cells["seed"] == cells["seed"].min()]
+    rows = []
+    for cell in first.sort_values(["method", "variant", "n_steps"]).itertuples():
+        try:
+            samples = load_samples(run_dir, cell.cell_id)
+        except (OSError, ValueError):
+            continue
+        name = f"{cell.method} {'' if _missing(cell.variant) else cell.variant}".strip()
+        path = figures.sample_grid(
+            [(f"{name}, N={_int(cell.n_steps)}", samples)],
+            out / "figures" / "grids" / f"{_slug(task)}_{_slug(name)}_N{_int(cell.n_steps)}.png",
+            task)
+        if path is not None:
+            rows.append([cell.method, _fmt(cell.variant), _int(cell.n_steps),
+                         _image(path, "grid", out)])
+    return "### Sample grids per method and budget\n\n" + _table(
+        ["method", "variant", "N", "grid"], rows)
 
 
 def _all_methods(df: pd.DataFrame, primary: Mapping[str, str]) -> str:
@@ -407,7 +434,7 @@ def write_report(run_dir: str | Path) -> Path:
     df, cells = load_run(run_dir), _cells(run_dir)
     out = run_dir / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    for stale in (out / "figures").glob("*.png"):
+    for stale in (out / "figures").rglob("*.png"):
         stale.unlink()
     primary = manifest.get("primary_metrics") or {}
     title = f"WS-FM benchmark report: {manifest.get('run_id', run_dir.name)}"

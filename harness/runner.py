@@ -29,8 +29,6 @@ from harness.suite import Cell, Suite, expand_cells
 from harness.timing import Clock, Timing
 from wsfm import theory
 
-SAMPLES_KEPT = 1000  # per cell, for scatter plots and sample grids
-
 
 def _timed_repeats(clock: Clock, fn, warmup: int, repeats: int) -> tuple[Any, list[Any]]:
     """Run ``fn`` warmup + repeats times; returns the first result and every repeat's result."""
@@ -145,7 +143,7 @@ def run_cell(
     }
     if ref_t is not None:
         record.update(bound_check(plan, nfe_measured, ref_nfe, total_t, draft_t, ref_t))
-    kept = samples[:SAMPLES_KEPT].detach().cpu().numpy()
+    kept = samples[: ctx.task.samples_kept].detach().cpu().numpy()
     return record, kept
 
 
@@ -225,7 +223,8 @@ def run_suite(
 
     for name, options in suite.tasks:
         if not records.reference_path(run_dir, name).exists():
-            held_out = instantiate(tasks, name, options).load().test[:SAMPLES_KEPT]
+            task = instantiate(tasks, name, options)
+            held_out = task.load().test[: task.samples_kept]
             records.write_reference(run_dir, name, held_out.numpy())
 
     cells = expand_cells(suite)

@@ -1,0 +1,289 @@
+"""Autoregressive (AR) baseline: a small causal transformer over quantised pixels.
+
+Images (C, H, W) in [-1, 1] are quantised to ``levels`` tokens and read in channel-last
+raster order (rows, then columns, the C channels of a pixel consecutive), a sequence of
+T = C * H * W tokens. The model (nanoGPT-style) predicts each token from the ones before it.
+Sampling feeds one token at a time through a key-value cache, so it takes exactly T network
+calls (NFE = C * H * W) and step t costs O(t), not O(t^2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.plugins import Method, SamplingPlan, Task
+from harness.registry import methods
+from wsfm.training import TrainConfig, optimise
+
+if TYPE_CHECKING:
+    from harness.context import CellContext
+
+# Per layer: (keys, values), each (batch, n_head, seq_len, head_dim), filled up to the step.
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def quantise(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Values in [-1, 1] -> integer tokens round((x + 1) / 2 * (levels - 1)) (clamped)."""
+    return torch.round((x.clamp(-1, 1) + 1) / 2 * (levels - 1)).long()
+
+
+def dequantise(tokens: torch.Tensor, levels: int) -> torch.Tensor:
+    """Integer tokens -> values token / (levels - 1) * 2 - 1 in [-1, 1]."""
+    return tokens.float() / (levels - 1) * 2 - 1
+
+
+def to_sequence(tokens: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H * W * C): channel-last raster order."""
+    return tokens.permute(0, 2, 3, 1).reshape(len(tokens), -1)
+
+
+def from_sequence(seq: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """(N, H * W * C) -> (N, C, H, W), the inverse of ``to_sequence``."""
+    c, h, w = shape
+    return seq.reshape(len(seq), h, w, c).permute(0, 3, 1, 2)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position t sees positions <= t."""
+
+    def __init__(self, d_model: int, n_head: int) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=2)
+        return tuple(z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in (q, k, v))
+
+    def forward(
+        self, x: torch.Tensor, pos: int | None = None,
+        cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Full sequence (pos None): x (B, T, D). One step: x (B, 1, D) at position ``pos``,
+        whose key and value are written into ``cache`` (attending to positions 0..pos)."""
+        b, t, d = x.shape
+        q, k, v = self._heads(x)
+        if pos is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            keys, values = cache
+            keys[:, :, pos : pos + 1] = k
+            values[:, :, pos : pos + 1] = v
+            y = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1])
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, d_model: int, n_head: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_head)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, pos: int | None = None, cache=None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), pos, cache))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class ARTransformer(nn.Module):
+    """Causal transformer over ``levels`` pixel tokens plus a start token (index ``levels``).
+
+    - ``forward(tokens)``: tokens (B, T) -> logits (B, T, levels), teacher forcing; input
+      position t holds the start token (t = 0) or data token t - 1, and predicts token t.
+    - ``forward(tokens, pos, cache)``: tokens (B,) at input position ``pos`` -> (logits
+      (B, levels), cache); pass cache=None at pos = 0 and the returned cache afterwards.
+    """
+
+    def __init__(
+        self, levels: int, seq_len: int, n_layer: int, n_head: int, d_model: int,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.levels, self.seq_len, self.n_head = levels, seq_len, n_head
+        self.tok = nn.Embedding(levels + 1, d_model)
+        self.pos = nn.Embedding(seq_len, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_head, dropout) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, levels)
+
+    @property
+    def start_token(self) -> int:
+        return self.levels
+
+    def empty_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> KVCache:
+        d = self.pos.embedding_dim
+        shape = (batch, self.n_head, self.seq_len, d // self.n_head)
+        return [
+            (torch.zeros(shape, device=device, dtype=dtype),
+             torch.zeros(shape, device=device, dtype=dtype))
+            for _ in self.blocks
+        ]
+
+    def forward(
+        self, tokens: torch.Tensor, pos: int | None = None, cache: KVCache | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
+        if pos is None:  # the whole sequence at once (training, likelihoods)
+            positions = torch.arange(tokens.shape[1], device=tokens.device)
+            x = self.tok(tokens) + self.pos(positions)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.ln_f(x))
+        if not 0 <= pos < self.seq_len:
+            raise ValueError(f"position {pos} is outside 0..{self.seq_len - 1}")
+        x = self.tok(tokens)[:, None] + self.pos.weight[pos]
+        if cache is None:
+            cache = self.empty_cache(len(tokens), tokens.device, x.dtype)
+        for block, layer_cache in zip(self.blocks, cache, strict=True):
+            x = block(x, pos, layer_cache)
+        return self.head(self.ln_f(x))[:, 0], cache
+
+
+def teacher_forcing_inputs(seq: torch.Tensor, start_token: int) -> torch.Tensor:
+    """The model's inputs for targets ``seq`` (B, T): the start token, then seq[:, :-1]."""
+    start = torch.full_like(seq[:, :1], start_token)
+    return torch.cat([start, seq[:, :-1]], dim=1)
+
+
+def sequence_nll(net: ARTransformer, seq: torch.Tensor) -> torch.Tensor:
+    """Mean next-token negative log-likelihood (nats per token) of token sequences (B, T)."""
+    logits = net(teacher_forcing_inputs(seq, net.start_token))
+    return F.cross_entropy(logits.reshape(-1, net.levels), seq.reshape(-1))
+
+
+@torch.no_grad()
+def sample_tokens(
+    net, start: torch.Tensor, seq_len: int, temperature: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Draw (B, seq_len) tokens, calling ``net(tokens, pos, cache)`` once per token."""
+    tokens, cache, out = start, None, []
+    for pos in range(seq_len):
+        logits, cache = net(tokens, pos, cache)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        out.append(tokens)
+    return torch.stack(out, dim=1)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@methods.register("ar")
+@dataclass
+class Autoregressive(Method):
+    """Autoregressive transformer over quantised pixels in raster order (NFE = C*H*W).
+
+    Options: ``levels`` (quantisation levels, 2..256), the architecture (``n_layer``,
+    ``n_head``, ``d_model``, residual ``dropout``), its own training (``steps``,
+    ``batch_size``, ``lr``; next-token cross-entropy with teacher forcing, not the task's
+    flow-training config) and the sampling ``temperature``. The step budget does not apply:
+    one run per seed, C*H*W calls.
+    """
+
+    levels: int = 16
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 64
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-3
+    dropout: float = 0.1
+    temperature: float = 1.0
+    family = "autoregressive"
+    uses_budget = False
+    version = "1"
+
+    def __post_init__(self) -> None:
+        for name in ("levels", "n_layer", "n_head", "d_model", "steps", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if not 2 <= self.levels <= 256:
+            raise ValueError(f"levels={self.levels} must be between 2 and 256")
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
+        for name in ("lr", "temperature"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}={value!r} must be a positive number")
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
+
+    def check_task(self, task: Task) -> None:
+        if task.modality != "images":
+            raise ValueError(
+                f"method 'ar' models images here (quantised pixels); task modality is "
+                f"{task.modality!r}"
+            )
+
+    def make(self, seq_len: int) -> ARTransformer:
+        return ARTransformer(self.levels, seq_len, self.n_layer, self.n_head, self.d_model,
+                             self.dropout)
+
+    def network(self, ctx: CellContext) -> ARTransformer:
+        """The transformer trained with teacher forcing on the task's training split (cached)."""
+        shape = tuple(ctx.data.train.shape[1:])
+        if len(shape) != 3:
+            raise ValueError(f"method 'ar' needs (N, C, H, W) images, got data shape {shape}")
+        seq = to_sequence(quantise(ctx.data.train, self.levels))
+        config = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr)
+
+        def train(net: nn.Module) -> None:
+            def loss(g: torch.Generator) -> torch.Tensor:
+                idx = torch.randint(len(seq), (self.batch_size,), generator=g, device=seq.device)
+                return sequence_nll(net, seq[idx])
+
+            optimise(net, loss, config, ctx.generator("train:ar"),
+                     desc=f"ar {ctx.task_name} seed {ctx.seed}", progress=ctx.progress)
+
+        key = {"architecture": "nanogpt", "version": self.version, "levels": self.levels,
+               "n_layer": self.n_layer, "n_head": self.n_head, "d_model": self.d_model,
+               "dropout": self.dropout, "steps": self.steps, "batch_size": self.batch_size,
+               "lr": self.lr, "seq_len": seq.shape[1]}
+        return ctx.network("ar-transformer", key, train, make=lambda: self.make(seq.shape[1]))
+
+    def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
+        net = self.network(ctx)
+        shape = tuple(ctx.data.train.shape[1:])
+        seq_len = net.seq_len
+        device = ctx.device
+
+        def draw_start(n: int, g: torch.Generator) -> torch.Tensor:
+            return torch.full((n,), net.start_token, dtype=torch.long, device=device)
+
+        def integrate(network, start: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+            tokens = sample_tokens(network, start, seq_len, self.temperature, g)
+            return dequantise(from_sequence(tokens, shape), self.levels)
+
+        return SamplingPlan(
+            network=net,
+            draw_start=draw_start,
+            integrate=integrate,
+            expected_nfe=seq_len,
+            n_steps=seq_len,
+            k_steps=seq_len,
+            evals_per_step=1,
+            t0=0.0,
+            info={"sampler": "ancestral-ar", "levels": self.levels,
+                  "parameters": count_parameters(net)},
+        )
+
+    def label(self) -> str:
+        """'levels=16', followed by any option that differs from its default."""
+        changed = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                   if f.name != "levels" and getattr(self, f.name) != f.default]
+        return ",".join([f"levels={self.levels}", *changed])
