@@ -169,9 +169,4 @@ def load_builtins() -> None:
         return
     _builtins_loaded = True
     for module in BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a missing dependency inside a plugin: say so
-                raise
-            # A built-in module not present in this checkout (being added): skip it.
+        importlib.import_module(module)

@@ -365,6 +365,8 @@ def _task_section(run_dir: Path, task: str, df: pd.DataFrame, cells: pd.DataFram
 def _grids(run_dir: Path, task: str, cells: pd.DataFrame, out: Path) -> str:
     """Image tasks: one sample grid per method variant and budget (smallest seed)."""
     first = cells[cells["seed"] == cells["seed"].min()]
+    clamped = {r["cell_id"]: (r.get("finalize") or {}).get("clamped_fraction")
+               for r in read_cells(run_dir)}
     rows = []
     for cell in first.sort_values(["method", "variant", "n_steps"]).itertuples():
         try:
@@ -377,10 +379,14 @@ def _grids(run_dir: Path, task: str, cells: pd.DataFrame, out: Path) -> str:
             out / "figures" / "grids" / f"{_slug(task)}_{_slug(name)}_N{_int(cell.n_steps)}.png",
             task)
         if path is not None:
+            share = clamped.get(cell.cell_id)
             rows.append([cell.method, _fmt(cell.variant), _int(cell.n_steps),
+                         "–" if share is None else f"{100 * share:.1f}%",
                          _image(path, "grid", out)])
-    return "### Sample grids per method and budget\n\n" + _table(
-        ["method", "variant", "N", "grid"], rows)
+    return ("### Sample grids per method and budget\n\nSeed "
+            f"{_int(first['seed'].min())}. Clamped: the share of sample values outside [-1, 1] "
+            "that were clamped before quantising to uint8 for the metrics (counted, never "
+            "silent).\n\n" + _table(["method", "variant", "N", "clamped", "grid"], rows))
 
 
 def _all_methods(df: pd.DataFrame, primary: Mapping[str, str]) -> str:

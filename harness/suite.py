@@ -10,7 +10,8 @@
     steps = 1500
 
     [[tasks]]
-    name = "two-moons"
+    name = "two-moons"            # other keys are the task's options, except these
+    n_samples = 1000              # per-task overrides: n_samples, n_eval, budgets, training
 
     [[methods]]
     name = "ws-fm"
@@ -65,6 +66,8 @@ class Suite:
     warmup: int = 1
     threads: int | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    # Per-task overrides of n_samples, n_eval, budgets and training (a costly task, say).
+    task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,7 +106,8 @@ class Cell:
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
-_TOP_KEYS = {f.name for f in fields(Suite)}
+_TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
+TASK_SETTINGS = ("n_samples", "n_eval", "budgets", "training")
 _METHOD_KEYS = {"name", "tasks", "budgets"}
 
 
@@ -173,12 +177,22 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
     if "budgets" not in data:
         raise ConfigError(f"{source}: needs budgets = [N, ...] (steps of the full grid)")
 
-    task_list = []
+    task_list, task_settings = [], {}
     for entry in data["tasks"]:
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
         if "name" not in entry:
             raise ConfigError(f"{source}: a [[tasks]] entry has no name")
-        task_list.append((entry.pop("name"), entry))
+        name = entry.pop("name")
+        settings = {k: entry.pop(k) for k in TASK_SETTINGS if k in entry}
+        where = f"{source}: task {name!r}"
+        for key in ("n_samples", "n_eval"):
+            if key in settings:
+                _positive_int(settings[key], f"{where}: {key}")
+        if "budgets" in settings:
+            settings["budgets"] = _int_list(settings["budgets"], f"{where}: budgets")
+        if settings:
+            task_settings[name] = settings
+        task_list.append((name, entry))
 
     method_list = []
     for entry in data["methods"]:
@@ -206,9 +220,27 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         warmup=_positive_int(data.get("warmup", 1), f"{source}: warmup"),
         threads=data.get("threads"),
         training=dict(data.get("training", {})),
+        task_settings=task_settings,
     )
     validate(suite, source)
     return suite
+
+
+def _check_training(training: Any, where: str) -> None:
+    allowed = [f.name for f in fields(TrainConfig)]
+    if not isinstance(training, dict):
+        raise ConfigError(f"{where} must be a table with keys {', '.join(allowed)}")
+    bad = sorted(set(training) - set(allowed))
+    if bad:
+        raise ConfigError(
+            f"{where} has no key {', '.join(map(repr, bad))}; allowed: {', '.join(allowed)}"
+        )
+    for key in ("steps", "batch_size"):
+        if key in training:
+            _positive_int(training[key], f"{where}: {key}")
+    lr = training.get("lr", 1.0)
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
 
 
 def validate(suite: Suite, source: str = "suite") -> None:
@@ -216,20 +248,9 @@ def validate(suite: Suite, source: str = "suite") -> None:
     if not suite.seeds:
         raise ConfigError(f"{source}: seeds must not be empty")
     check_device(suite.device)
-    bad_training = sorted(set(suite.training) - {f.name for f in fields(TrainConfig)})
-    if bad_training:
-        raise ConfigError(
-            f"{source}: [training] has no key {', '.join(map(repr, bad_training))}; "
-            f"allowed: {', '.join(f.name for f in fields(TrainConfig))}"
-        )
-    for key in ("steps", "batch_size"):
-        if key in suite.training:
-            _positive_int(suite.training[key], f"{source}: training.{key}")
-    if "lr" in suite.training and not (
-        isinstance(suite.training["lr"], (int, float)) and math.isfinite(suite.training["lr"])
-        and suite.training["lr"] > 0
-    ):
-        raise ConfigError(f"{source}: training.lr must be a positive number")
+    _check_training(suite.training, f"{source}: [training]")
+    for name, settings in suite.task_settings.items():
+        _check_training(settings.get("training", {}), f"{source}: task {name!r} training")
 
     task_objs = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
     for task in task_objs.values():
@@ -273,16 +294,19 @@ def expand_cells(suite: Suite) -> list[Cell]:
     """task x seed x method x budget, ordered so cells sharing trained models are adjacent."""
     cells = []
     for (task, task_options), seed in itertools.product(suite.tasks, suite.seeds):
+        settings = suite.task_settings.get(task, {})
+        training = {**suite.training, **settings.get("training", {})}
         for spec in suite.methods:
             if spec.tasks is not None and task not in spec.tasks:
                 continue
             uses_budget = getattr(methods.get(spec.name), "uses_budget", True)
-            budgets = (spec.budgets or suite.budgets) if uses_budget else [0]
-            for n in budgets:
+            budgets = spec.budgets or settings.get("budgets") or suite.budgets
+            for n in budgets if uses_budget else [0]:
                 cells.append(Cell(
                     task=task, task_options=task_options, method=spec.name,
                     method_options=spec.options, n_steps=n, seed=seed, device=suite.device,
-                    n_samples=suite.n_samples, n_eval=suite.n_eval, repeats=suite.repeats,
-                    warmup=suite.warmup, training=suite.training,
+                    n_samples=settings.get("n_samples", suite.n_samples),
+                    n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
+                    warmup=suite.warmup, training=training,
                 ))
     return cells

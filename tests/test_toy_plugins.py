@@ -65,3 +65,18 @@ def test_cell_is_plain_data() -> None:
     assert again == cell and again.cell_id == cell.cell_id
     moved = Cell.from_dict({**cell.to_dict(), "seed": 1})
     assert moved.cell_id != cell.cell_id
+
+
+def test_nearest_neighbour_in_pca_space_returns_training_images() -> None:
+    g = torch.Generator().manual_seed(1)
+    train = torch.randn(200, 1, 4, 4, generator=g)
+    drafts = train[:50] + 0.01 * torch.randn(50, 1, 4, 4, generator=g)
+    refiner = NearestNeighbour(pca_dims=8)
+    refiner.fit(train)
+    refined = refiner.refine(drafts)
+    assert refined.shape == drafts.shape
+    assert torch.equal(refined, train[:50])  # small perturbations keep their neighbour
+    with pytest.raises(ValueError, match="pca_dims=-1"):
+        NearestNeighbour(pca_dims=-1)
+    with pytest.raises(ValueError, match="exceeds"):
+        NearestNeighbour(pca_dims=99).fit(train)

@@ -9,7 +9,9 @@ of at most 1000, KID's subset is the whole set, so one subset replaces 100 ident
 
 Feature extractor (option ``extractor``):
 
-- ``"domain"`` (default): a small CNN whose weights do not depend on the cell, trained with
+- ``"auto"`` (default): ``"inception"`` for CIFAR-10-sized colour images (3 x 32 x 32 and up)
+  when the Inception-v3 weights file is on disk, else ``"domain"``.
+- ``"domain"``: a small CNN whose weights do not depend on the cell, trained with
   labels on a fixed labelled corpus chosen by image shape (``EXTRACTOR_DATA``; 1x8x8 is
   scikit-learn's digits, all 1797 images and their labels), as Inception is trained on
   ImageNet rather than on the set being judged. Not the task's training split: ``compute``
@@ -103,6 +105,7 @@ def register_extractor_data(
     EXTRACTOR_DATA[tuple(shape)] = (name, loader)
 
 
+@torch.enable_grad()  # also when a caller (a metric's compute) runs under no_grad
 def train_domain_extractor(
     images: torch.Tensor, labels: torch.Tensor | None, seed: int
 ) -> dict[str, torch.Tensor]:
@@ -238,6 +241,22 @@ def inception_weights_path(path: str | Path | None = None) -> Path:
     return found
 
 
+EXTRACTORS = ("auto", "domain", "inception")
+
+
+def resolve_auto_extractor(shape: tuple[int, ...], inception_weights: str | None = None) -> str:
+    """"auto": Inception-v3 for CIFAR-10-sized colour images (3 x 32 x 32 and larger) when its
+    weights file is on disk, else the domain extractor (which never needs a download)."""
+    c, h, w = shape
+    if c == 3 and min(h, w) >= 32:
+        try:
+            inception_weights_path(inception_weights)
+            return "inception"
+        except FileNotFoundError:
+            pass
+    return "domain"
+
+
 class _UInt8Images(Dataset):
     """A fixed set of uint8 images (N, C, H, W), one tensor per item, for torch-fidelity."""
 
@@ -267,7 +286,7 @@ _LAST: list[Any] = [None, None]  # [key, result] of the latest calculate_metrics
 
 
 def fidelity_metrics(
-    samples: torch.Tensor, reference: torch.Tensor, seed: int, extractor: str = "domain",
+    samples: torch.Tensor, reference: torch.Tensor, seed: int, extractor: str = "auto",
     extractor_seed: int = 0, inception_weights: str | None = None, batch_size: int = 256,
 ) -> dict[str, float]:
     """All of torch-fidelity's FID, KID, IS and PRC numbers for ``samples`` vs ``reference``."""
@@ -276,8 +295,10 @@ def fidelity_metrics(
     if samples.shape[1:] != reference.shape[1:]:
         raise ValueError(f"image shape mismatch: samples are {tuple(samples.shape)}, reference "
                          f"is {tuple(reference.shape)} (C, H, W must agree)")
-    if extractor not in ("domain", "inception"):
-        raise ValueError(f"extractor must be 'domain' or 'inception', got {extractor!r}")
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
+    if extractor == "auto":
+        extractor = resolve_auto_extractor(tuple(samples.shape[1:]), inception_weights)
     extra: dict[str, Any] = {}
     if extractor == "inception":
         if samples.shape[1] not in (1, 3):
@@ -308,15 +329,16 @@ def fidelity_metrics(
 class _FidelityMetric(Metric):
     """One number out of torch-fidelity's shared result (see the module docstring)."""
 
-    extractor: str = "domain"  # "domain" or "inception"
+    extractor: str = "auto"  # "auto", "domain" or "inception" (see resolve_auto_extractor)
     extractor_seed: int = 0
     inception_weights: str | None = None
     batch_size: int = 256
     result_key: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        if self.extractor not in ("domain", "inception"):
-            raise ValueError(f"extractor must be 'domain' or 'inception', got {self.extractor!r}")
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(
+                f"extractor must be one of {', '.join(EXTRACTORS)}, got {self.extractor!r}")
         for opt, low in (("extractor_seed", 0), ("batch_size", 1)):
             value = getattr(self, opt)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
