@@ -173,7 +173,8 @@ def _torch_fidelity() -> Any:
         import torch_fidelity
     except ModuleNotFoundError as exc:
         raise ModuleNotFoundError(
-            "image metrics need torch-fidelity: pip install 'wsfm-bench[images]'") from exc
+            "image metrics need torch-fidelity (a dependency of wsfm-bench): "
+            "pip install -c constraints.txt torch-fidelity==0.4.0") from exc
     return torch_fidelity
 
 
