@@ -99,7 +99,8 @@ class CellContext:
     def data(self) -> TaskData:
         def load() -> TaskData:
             d = self.task.load()
-            return TaskData(d.train.to(self.device), d.test.to(self.device))
+            labels = None if d.train_labels is None else d.train_labels.to(self.device)
+            return TaskData(d.train.to(self.device), d.test.to(self.device), labels)
 
         return self._memo("data", self._task_spec, load)
 

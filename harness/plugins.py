@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class TaskData:
-    """A task's seeded train/test split (test is the held-out metric reference)."""
+    """A task's seeded train/test split (test is the held-out metric reference), with the
+    training split's class labels where the data set has them (for feature extractors)."""
 
     train: torch.Tensor
     test: torch.Tensor
+    train_labels: torch.Tensor | None = None
 
 
 class Task:
@@ -106,6 +108,10 @@ class Metric:
     """
 
     higher_is_better: bool = False
+
+    def setup(self, train: torch.Tensor, train_labels: torch.Tensor | None) -> None:
+        """Called before ``compute`` with the task's training split (and its labels, if any):
+        a metric that learns a feature space (a domain classifier) fits it here, cached."""
 
     def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
         return {}

@@ -97,6 +97,7 @@ def run_cell(
     reference = ctx.data.test[: cell.n_eval]
     for name in ctx.task.metrics:
         metric = instantiate(metrics, name, {})
+        metric.setup(ctx.data.train, ctx.data.train_labels)
         value = math.nan
         if not nonfinite:
             stats = ctx.metric_stats(name, metric, reference, cell.seed)

@@ -11,17 +11,13 @@ Feature extractor (option ``extractor``):
 
 - ``"auto"`` (default): ``"inception"`` for CIFAR-10-sized colour images (3 x 32 x 32 and up)
   when the Inception-v3 weights file is on disk, else ``"domain"``.
-- ``"domain"``: a small CNN whose weights do not depend on the cell, trained with
-  labels on a fixed labelled corpus chosen by image shape (``EXTRACTOR_DATA``; 1x8x8 is
-  scikit-learn's digits, all 1797 images and their labels), as Inception is trained on
-  ImageNet rather than on the set being judged. Not the task's training split: ``compute``
-  never sees it, and a net fitted to the training images alone would treat them, and hence
-  copies of them (the nearest-neighbour refiner's targets), differently from held-out
-  images. Having seen train and held-out images alike it favours neither; the price, shared
-  by every method, is a somewhat optimistic real-vs-real FID. Not the reference either: the
-  feature space would then change with n_eval and the split. Shapes with no corpus get the
-  same CNN with seeded random weights (random features: they rank gross differences, but
-  their IS means little); a task with local labelled data calls ``register_extractor_data``.
+- ``"domain"``: a small CNN classifier trained on the task's TRAINING split with its class
+  labels (``Metric.setup``, called by the runner with the task's data), never on the
+  held-out reference, so the feature space does not change with n_eval or depend on the set
+  being judged. A task without labels (an image folder) gets the same CNN with seeded random
+  weights (random features: they rank gross differences, but their IS means little). Used
+  directly, without ``setup`` (tests, notebooks), the extractor comes from a labelled corpus
+  registered for the image shape (``EXTRACTOR_DATA``: 1x8x8 is scikit-learn's digits).
   The weights depend on ``extractor_seed`` (not the cell's seed: every cell is measured in
   one feature space), are cached on disk by a hash of the corpus and training settings
   (``Cache`` kind "extractors"), and are registered with torch-fidelity once per process
@@ -168,6 +164,34 @@ def domain_extractor_state(
     return _STATES[memo]
 
 
+_TRAIN_SHA: dict[tuple[Any, ...], str] = {}  # (id, data_ptr, shape) of a task's split -> sha
+
+
+def domain_extractor_for_task(
+    train: torch.Tensor, labels: torch.Tensor | None, seed: int = 0, cache: Cache | None = None
+) -> dict[str, torch.Tensor]:
+    """The domain extractor trained on a task's training split (with its class labels);
+    without labels, seeded random features. Memoised, else cached on disk by a hash of the
+    split, its labels and the training settings."""
+    memo_key = (id(train), train.data_ptr(), tuple(train.shape),
+                None if labels is None else (id(labels), labels.data_ptr()))
+    if memo_key not in _TRAIN_SHA:
+        _TRAIN_SHA[memo_key] = _sha256(quantize_uint8(train.cpu()),
+                                       *(() if labels is None else (labels.cpu(),)))
+    key = {"extractor": "domain-cnn", "version": EXTRACTOR_VERSION,
+           "data": "task-train" if labels is not None else "random-features",
+           "data_sha256": _TRAIN_SHA[memo_key], "shape": list(train.shape[1:]), "seed": seed,
+           "train": _TRAIN, "feature_dim": FEATURE_DIM}
+    memo = stable_hash(key)
+    if memo not in _STATES:
+        def build() -> dict[str, torch.Tensor]:
+            images = train.cpu() if labels is not None else torch.zeros(1, *train.shape[1:])
+            return train_domain_extractor(images, None if labels is None else labels.cpu(), seed)
+
+        _STATES[memo] = (cache or Cache()).load_or_build("extractors", key, build)
+    return _STATES[memo]
+
+
 def _torch_fidelity() -> Any:
     try:
         import torch_fidelity
@@ -289,8 +313,12 @@ _LAST: list[Any] = [None, None]  # [key, result] of the latest calculate_metrics
 def fidelity_metrics(
     samples: torch.Tensor, reference: torch.Tensor, seed: int, extractor: str = "auto",
     extractor_seed: int = 0, inception_weights: str | None = None, batch_size: int = 256,
+    domain_state: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """All of torch-fidelity's FID, KID, IS and PRC numbers for ``samples`` vs ``reference``."""
+    """All of torch-fidelity's FID, KID, IS and PRC numbers for ``samples`` vs ``reference``.
+
+    ``domain_state``: the domain extractor's weights (from ``domain_extractor_for_task``);
+    without it, the extractor for the image shape's registered corpus (``EXTRACTOR_DATA``)."""
     _check_images("samples", samples)
     _check_images("reference", reference)
     if samples.shape[1:] != reference.shape[1:]:
@@ -308,7 +336,7 @@ def fidelity_metrics(
         fe_name = "inception-v3-compat"
     else:
         fe_name = register_domain_extractor(
-            domain_extractor_state(tuple(samples.shape[1:]), extractor_seed))
+            domain_state or domain_extractor_state(tuple(samples.shape[1:]), extractor_seed))
     x, y = quantize_uint8(samples).cpu(), quantize_uint8(reference).cpu()
     if extractor == "inception" and x.shape[1] == 1:
         x, y = x.expand(-1, 3, -1, -1).contiguous(), y.expand(-1, 3, -1, -1).contiguous()
@@ -345,11 +373,19 @@ class _FidelityMetric(Metric):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{opt} must be an integer >= {low}, got {value!r}")
 
+        self._domain_state: dict[str, torch.Tensor] | None = None
+
+    def setup(self, train: torch.Tensor, train_labels: torch.Tensor | None) -> None:
+        """Train (or load) the domain extractor on the task's training split."""
+        if self.extractor != "inception":  # "auto" may still resolve to the domain extractor
+            self._domain_state = domain_extractor_for_task(train, train_labels,
+                                                           self.extractor_seed)
+
     @torch.no_grad()
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
                 stats: dict[str, torch.Tensor] | None = None) -> float:
         result = fidelity_metrics(samples, reference, seed, self.extractor, self.extractor_seed,
-                                  self.inception_weights, self.batch_size)
+                                  self.inception_weights, self.batch_size, self._domain_state)
         return result[self.result_key]
 
 

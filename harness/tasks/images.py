@@ -92,15 +92,17 @@ class ImageTask(Task):
             "poor": ("pca-gaussian", {"n_components": self.pca_components}),
         }
 
-    def load_uint8(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(train, test) uint8 tensors of shape (N, C, H, W)."""
+    def load_uint8(self) -> tuple[torch.Tensor, ...]:
+        """(train, test[, train_labels]): uint8 tensors of shape (N, C, H, W), and the training
+        images' class labels where the data set has them."""
         raise NotImplementedError
 
     def load(self) -> TaskData:
-        train, test = self.load_uint8()
+        train, test, *labels = self.load_uint8()
         for name, u in (("train", train), ("test", test)):
             self.check_shape(u, name)
-        return TaskData(train=from_uint8(train).contiguous(), test=from_uint8(test).contiguous())
+        return TaskData(train=from_uint8(train).contiguous(), test=from_uint8(test).contiguous(),
+                        train_labels=labels[0] if labels else None)
 
     def check_shape(self, u: torch.Tensor, name: str) -> None:
         """A clear error unless ``u`` is (N, channels, S, S) with S the declared size."""
@@ -157,13 +159,15 @@ class Digits(ImageTask):
         if not 1 <= self.n_test <= 1796:
             raise ValueError(f"n_test={self.n_test} must be between 1 and 1796")
 
-    def load_uint8(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def load_uint8(self) -> tuple[torch.Tensor, ...]:
         from sklearn.datasets import load_digits
 
-        values = load_digits().images  # (1797, 8, 8), 0..16
+        digits = load_digits()
+        values = digits.images  # (1797, 8, 8), 0..16
         u = torch.as_tensor(np.round(values * 255.0 / 16.0).astype(np.uint8))[:, None]
+        labels = torch.as_tensor(digits.target, dtype=torch.long)
         perm = torch.as_tensor(np.random.default_rng(self.data_seed).permutation(len(u)))
-        return u[perm[self.n_test :]], u[perm[: self.n_test]]
+        return u[perm[self.n_test :]], u[perm[: self.n_test]], labels[perm[self.n_test :]]
 
 
 @dataclass
@@ -194,7 +198,7 @@ class TorchvisionImages(ImageTask):
             return Path(self.root).expanduser()
         return default_cache_dir() / "datasets" / self.dataset_name
 
-    def _split(self, train: bool) -> torch.Tensor:
+    def _split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         import torchvision.datasets
 
         cls = getattr(torchvision.datasets, self.dataset_class)
@@ -208,14 +212,16 @@ class TorchvisionImages(ImageTask):
                 f"download = true to fetch them there, or point root at a local copy"
             ) from exc
         data = torch.as_tensor(np.asarray(ds.data))
-        return data[:, None] if data.dim() == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W)
+        labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
+        images = data[:, None] if data.dim() == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W)
+        return images, labels
 
-    def load_uint8(self) -> tuple[torch.Tensor, torch.Tensor]:
-        train, test = self._split(True), self._split(False)
+    def load_uint8(self) -> tuple[torch.Tensor, ...]:
+        (train, labels), (test, _) = self._split(True), self._split(False)
         rng = np.random.default_rng(self.data_seed)
-        i_train = _subset(len(train), self.n_train, rng, "n_train")
-        i_test = _subset(len(test), self.n_test, rng, "n_test")
-        return train[torch.as_tensor(i_train)], test[torch.as_tensor(i_test)]
+        i_train = torch.as_tensor(_subset(len(train), self.n_train, rng, "n_train"))
+        i_test = torch.as_tensor(_subset(len(test), self.n_test, rng, "n_test"))
+        return train[i_train], test[i_test], labels[i_train]
 
 
 def _register_torchvision(name: str, dataset_class: str, channels: int, size: int,
