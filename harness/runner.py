@@ -88,18 +88,18 @@ def run_cell(
     if plan.reference_integrate is not None:
         nfe_ok = nfe_ok and ref_nfe == plan.reference_nfe
 
+    # Non-finite samples get NaN metrics (and the count is recorded), never a silent fix.
     nonfinite = int((~torch.isfinite(samples)).sum())
+    finalized: dict[str, Any] = {}
     if not nonfinite:
         samples, finalized = ctx.task.finalize(samples)
-    else:
-        finalized = {}
     metric_values: dict[str, dict[str, Any]] = {}
     reference = ctx.data.test[: cell.n_eval]
     for name in ctx.task.metrics:
         metric = instantiate(metrics, name, {})
-        metric.setup(ctx.data.train, ctx.data.train_labels)
         value = math.nan
         if not nonfinite:
+            metric.setup(ctx.data.train, ctx.data.train_labels)
             stats = ctx.metric_stats(name, metric, reference, cell.seed)
             value = float(metric.compute(samples, reference, cell.seed, stats=stats))
         metric_values[name] = {"value": value, "higher_is_better": bool(metric.higher_is_better)}
