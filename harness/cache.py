@@ -270,3 +270,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(entries)} entries, {_size(sum(e.bytes for e in entries))} total in {cache.root}")
     return 0
 
+
+def tensor_sha256(*tensors: torch.Tensor) -> str:
+    """sha256 of tensors' dtypes, shapes and raw bytes (the same on every device)."""
+    h = hashlib.sha256()
+    for x in tensors:
+        flat = x.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{flat.dtype}{tuple(x.shape)}".encode())
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return h.hexdigest()

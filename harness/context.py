@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from harness import __version__
-from harness.cache import Cache, stable_hash
+from harness.cache import Cache, stable_hash, tensor_sha256
 from harness.plugins import Draft, Metric, Task, TaskData, instantiate
 from harness.registry import drafts, refiners, tasks
 from wsfm.training import TrainConfig
@@ -40,14 +40,6 @@ def plugin_key(name: str, obj: Any) -> dict[str, Any]:
     """What identifies a plugin instance in a cache key: name, options and ``version``."""
     options = asdict(obj) if is_dataclass(obj) else {}
     return {"name": name, "options": options, "version": getattr(obj, "version", "1")}
-
-
-def tensor_sha256(x: torch.Tensor) -> str:
-    """sha256 of a tensor's dtype, shape and raw bytes (the same on every device)."""
-    flat = x.detach().cpu().contiguous().reshape(-1)
-    h = hashlib.sha256(f"{flat.dtype}{tuple(x.shape)}".encode())
-    h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
-    return h.hexdigest()
 
 
 class CellContext:

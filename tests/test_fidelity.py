@@ -19,6 +19,7 @@ from harness.errors import ConfigError  # noqa: E402
 from harness.metrics import fidelity as F  # noqa: E402
 from harness.plugins import instantiate  # noqa: E402
 from harness.registry import metrics  # noqa: E402
+from harness.tasks.images import to_uint8  # noqa: E402
 
 NAMES = ("fid", "kid", "isc", "fidelity-precision", "fidelity-recall")
 N = 400
@@ -96,10 +97,10 @@ def test_same_seed_same_values_and_seed_drives_kid_subsets(digits, state) -> Non
 
 
 def test_quantisation_is_shared_and_idempotent(digits, state) -> None:
-    q = F.quantize_uint8(torch.tensor([-2.0, -1.0, 0.0, 0.999, 1.0, 3.0]))
+    q = to_uint8(torch.tensor([-2.0, -1.0, 0.0, 0.999, 1.0, 3.0]))
     assert q.tolist() == [0, 0, 128, 255, 255, 255]
-    levels = F.quantize_uint8(digits["a"]).float() / 127.5 - 1  # already on the uint8 grid
-    assert torch.equal(F.quantize_uint8(levels), F.quantize_uint8(digits["a"]))
+    levels = to_uint8(digits["a"]).float() / 127.5 - 1  # already on the uint8 grid
+    assert torch.equal(to_uint8(levels), to_uint8(digits["a"]))
 
 
 def _tiny_data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,7 +158,7 @@ def test_bad_input_is_a_clear_error(digits) -> None:
     with pytest.raises(ValueError, match="4-D float tensor"):
         F.fidelity_metrics(a[:, 0], a, 0)
     with pytest.raises(ValueError, match="4-D float tensor"):
-        F.fidelity_metrics(F.quantize_uint8(a), a, 0)
+        F.fidelity_metrics(to_uint8(a), a, 0)
     with pytest.raises(ValueError, match=r"\(400, 1, 8, 8\).*\(400, 1, 16, 16\)"):
         F.fidelity_metrics(a, torch.zeros(N, 1, 16, 16), 0)
     bad = a.clone()

@@ -30,7 +30,6 @@ Feature extractor (option ``extractor``):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from harness.cache import Cache, stable_hash
+from harness.cache import Cache, stable_hash, tensor_sha256
 from harness.plugins import Metric
 from harness.registry import metrics
+from harness.tasks.images import to_uint8
 
 EXTRACTOR_VERSION = 1
 FEATURE_DIM = 128
@@ -51,11 +51,6 @@ INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[-1]
 _TRAIN = {"epochs": 15, "batch_size": 128, "lr": 3e-3, "width": 16}
 _MIN_IMAGES = 10  # IS uses 10 splits; PRC needs k + 1 = 4 neighbours
-
-
-def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats to uint8 levels: round((x + 1) * 127.5), clamped to 0..255."""
-    return ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 class DomainCNN(nn.Module):
@@ -114,7 +109,7 @@ def train_domain_extractor(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = DomainCNN(images.shape[1], n_classes, _TRAIN["width"])
-    x = quantize_uint8(images).float() / 127.5 - 1.0
+    x = to_uint8(images).float() / 127.5 - 1.0
     if labels is not None:
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(net.parameters(), lr=_TRAIN["lr"])
@@ -127,14 +122,6 @@ def train_domain_extractor(
         with torch.no_grad():
             net.feature_scale.fill_(1.0 / float(net(x[:4096])[0].std().clamp_min(1e-8)))
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-def _sha256(*tensors: torch.Tensor) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 _STATES: dict[str, dict[str, torch.Tensor]] = {}  # in-process memo, by cache key hash
@@ -153,7 +140,8 @@ def domain_extractor_state(
 
     if (shape, name, loader) not in _DATA_SHA:
         images, labels = data()
-        _DATA_SHA[shape, name, loader] = _sha256(images, *(() if labels is None else (labels,)))
+        _DATA_SHA[shape, name, loader] = tensor_sha256(
+            images, *(() if labels is None else (labels,)))
     key = {"extractor": "domain-cnn", "version": EXTRACTOR_VERSION, "data": name,
            "data_sha256": _DATA_SHA[shape, name, loader], "shape": list(shape), "seed": seed,
            "train": _TRAIN, "feature_dim": FEATURE_DIM}
@@ -176,7 +164,7 @@ def domain_extractor_for_task(
     memo_key = (id(train), train.data_ptr(), tuple(train.shape),
                 None if labels is None else (id(labels), labels.data_ptr()))
     if memo_key not in _TRAIN_SHA:
-        _TRAIN_SHA[memo_key] = _sha256(quantize_uint8(train.cpu()),
+        _TRAIN_SHA[memo_key] = tensor_sha256(to_uint8(train.cpu()),
                                        *(() if labels is None else (labels.cpu(),)))
     key = {"extractor": "domain-cnn", "version": EXTRACTOR_VERSION,
            "data": "task-train" if labels is not None else "random-features",
@@ -208,7 +196,7 @@ _REGISTERED: set[str] = set()  # names this process registered with torch-fideli
 def register_domain_extractor(state: dict[str, torch.Tensor]) -> str:
     """Register ``state`` with torch-fidelity (once per process); returns its name."""
     tf = _torch_fidelity()
-    name = "wsfm-domain-" + _sha256(*(state[k] for k in sorted(state)))[:16]
+    name = "wsfm-domain-" + tensor_sha256(*(state[k] for k in sorted(state)))[:16]
     if name in _REGISTERED or name in tf.registry.FEATURE_EXTRACTORS_REGISTRY:  # or: re-import
         _REGISTERED.add(name)
         return name
@@ -337,10 +325,10 @@ def fidelity_metrics(
     else:
         fe_name = register_domain_extractor(
             domain_state or domain_extractor_state(tuple(samples.shape[1:]), extractor_seed))
-    x, y = quantize_uint8(samples).cpu(), quantize_uint8(reference).cpu()
+    x, y = to_uint8(samples).cpu(), to_uint8(reference).cpu()
     if extractor == "inception" and x.shape[1] == 1:
         x, y = x.expand(-1, 3, -1, -1).contiguous(), y.expand(-1, 3, -1, -1).contiguous()
-    key = (_sha256(x), _sha256(y), int(seed), fe_name, str(extra), batch_size)
+    key = (tensor_sha256(x), tensor_sha256(y), int(seed), fe_name, str(extra), batch_size)
     if _LAST[0] == key:
         return dict(_LAST[1])
     result = _torch_fidelity().calculate_metrics(
