@@ -1,10 +1,13 @@
-"""Autoregressive (AR) baseline: a small causal transformer over quantised pixels.
+"""Autoregressive (AR) baseline: a small causal transformer over pixels or characters.
 
 Images (C, H, W) in [-1, 1] are quantised to ``levels`` tokens and read in channel-last
 raster order (rows, then columns, the C channels of a pixel consecutive), a sequence of
-T = C * H * W tokens. The model (nanoGPT-style) predicts each token from the ones before it.
+T = C * H * W tokens. Text (a task with ``vocab_size`` set) is modelled directly: the tokens
+are the characters, T = L, and the model has the size of the task's own network
+(``task.net_size``), so it is "a transformer of the same size" as the flow model.
+The model (nanoGPT-style) predicts each token from the ones before it.
 Sampling feeds one token at a time through a key-value cache, so it takes exactly T network
-calls (NFE = C * H * W) and step t costs O(t), not O(t^2).
+calls (NFE = T) and step t costs O(t), not O(t^2).
 """
 
 from __future__ import annotations
@@ -182,22 +185,34 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+# The image model's size when no option sets it; text models take the task's ``net_size``.
+IMAGE_SIZE = {"n_layer": 2, "n_head": 4, "d_model": 64}
+SIZE_KEYS = tuple(IMAGE_SIZE)
+
+
+def is_text(task: Task) -> bool:
+    """A discrete task whose tokens are modelled directly (text): ``vocab_size`` is set."""
+    return getattr(task, "vocab_size", None) is not None
+
+
 @methods.register("ar")
 @dataclass
 class Autoregressive(Method):
-    """Autoregressive transformer over quantised pixels in raster order (NFE = C*H*W).
+    """Autoregressive transformer, one network call per token (NFE = sequence length).
 
-    Options: ``levels`` (quantisation levels, 2..256), the architecture (``n_layer``,
-    ``n_head``, ``d_model``, residual ``dropout``), its own training (``steps``,
+    Images: quantised pixels in raster order (``levels`` tokens, NFE = C*H*W). Text: the
+    characters themselves (``levels`` is ignored, NFE = L). Options: the architecture
+    (``n_layer``, ``n_head``, ``d_model``; unset, they are the task's ``net_size`` for text and
+    2 / 4 / 64 for images; residual ``dropout``), its own training (``steps``,
     ``batch_size``, ``lr``; next-token cross-entropy with teacher forcing, not the task's
     flow-training config) and the sampling ``temperature``. The step budget does not apply:
-    one run per seed, C*H*W calls.
+    one run per seed.
     """
 
     levels: int = 16
-    n_layer: int = 2
-    n_head: int = 4
-    d_model: int = 64
+    n_layer: int | None = None
+    n_head: int | None = None
+    d_model: int | None = None
     steps: int = 1500
     batch_size: int = 32
     lr: float = 3e-3
@@ -208,13 +223,15 @@ class Autoregressive(Method):
     version = "1"
 
     def __post_init__(self) -> None:
-        for name in ("levels", "n_layer", "n_head", "d_model", "steps", "batch_size"):
+        for name in ("levels", *SIZE_KEYS, "steps", "batch_size"):
             value = getattr(self, name)
+            if value is None and name in SIZE_KEYS:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         if not 2 <= self.levels <= 256:
             raise ValueError(f"levels={self.levels} must be between 2 and 256")
-        if self.d_model % self.n_head:
+        if self.d_model is not None and self.n_head is not None and self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
         for name in ("lr", "temperature"):
             value = getattr(self, name)
@@ -223,23 +240,55 @@ class Autoregressive(Method):
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
 
-    def check_task(self, task: Task) -> None:
-        if task.modality != "images":
+    def size(self, task: Task) -> dict[str, int]:
+        """{"n_layer", "n_head", "d_model"}: the options, else the task's (text) or defaults."""
+        if is_text(task):
+            base = getattr(task, "net_size", None) or {}
+            missing = [k for k in SIZE_KEYS if getattr(self, k) is None and k not in base]
+            if missing:
+                raise ValueError(
+                    f"method 'ar' takes its size from the text task's net_size, which lacks "
+                    f"{', '.join(missing)}; set them as options of 'ar'"
+                )
+        else:
+            base = IMAGE_SIZE
+        size = {k: int(base[k]) if getattr(self, k) is None else getattr(self, k)
+                for k in SIZE_KEYS}
+        if size["d_model"] % size["n_head"]:
             raise ValueError(
-                f"method 'ar' models images here (quantised pixels); task modality is "
-                f"{task.modality!r}"
+                f"method 'ar': d_model={size['d_model']} must be a multiple of "
+                f"n_head={size['n_head']}"
             )
+        return size
 
-    def make(self, seq_len: int) -> ARTransformer:
-        return ARTransformer(self.levels, seq_len, self.n_layer, self.n_head, self.d_model,
-                             self.dropout)
+    def check_task(self, task: Task) -> None:
+        if task.modality != "images" and not is_text(task):
+            raise ValueError(
+                f"method 'ar' models images (quantised pixels) or text (a task with "
+                f"vocab_size set); task modality is {task.modality!r}"
+            )
+        self.size(task)
+
+    def _sequences(self, ctx: CellContext) -> tuple[torch.Tensor, int]:
+        """The training split as token sequences (N, T), and the vocabulary size."""
+        data = ctx.data.train
+        if is_text(ctx.task):
+            vocab = int(ctx.task.vocab_size)
+            if data.ndim != 2 or data.dtype != torch.long:
+                raise ValueError(f"method 'ar' needs text as token ids (N, L), got "
+                                 f"{data.dtype} of shape {tuple(data.shape)}")
+            if len(data) and not 0 <= int(data.min()) <= int(data.max()) < vocab:
+                raise ValueError(f"method 'ar': text token ids must lie in 0..{vocab - 1}")
+            return data, vocab
+        shape = tuple(data.shape[1:])
+        if len(shape) != 3:
+            raise ValueError(f"method 'ar' needs (N, C, H, W) images, got data shape {shape}")
+        return to_sequence(quantise(data, self.levels)), self.levels
 
     def network(self, ctx: CellContext) -> ARTransformer:
         """The transformer trained with teacher forcing on the task's training split (cached)."""
-        shape = tuple(ctx.data.train.shape[1:])
-        if len(shape) != 3:
-            raise ValueError(f"method 'ar' needs (N, C, H, W) images, got data shape {shape}")
-        seq = to_sequence(quantise(ctx.data.train, self.levels))
+        seq, vocab = self._sequences(ctx)
+        size = self.size(ctx.task)
         config = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr)
 
         def train(net: nn.Module) -> None:
@@ -250,14 +299,20 @@ class Autoregressive(Method):
             optimise(net, loss, config, ctx.generator("train:ar"),
                      desc=f"ar {ctx.task_name} seed {ctx.seed}", progress=ctx.progress)
 
-        key = {"architecture": "nanogpt", "version": self.version, "levels": self.levels,
-               "n_layer": self.n_layer, "n_head": self.n_head, "d_model": self.d_model,
+        key = {"architecture": "nanogpt", "version": self.version, "levels": vocab, **size,
                "dropout": self.dropout, "steps": self.steps, "batch_size": self.batch_size,
                "lr": self.lr, "seq_len": seq.shape[1]}
-        return ctx.network("ar-transformer", key, train, make=lambda: self.make(seq.shape[1]))
+        if is_text(ctx.task):
+            key["tokens"] = "text"  # characters, not quantised pixels
+
+        def make() -> ARTransformer:
+            return ARTransformer(vocab, seq.shape[1], dropout=self.dropout, **size)
+
+        return ctx.network("ar-transformer", key, train, make=make)
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
         net = self.network(ctx)
+        text = is_text(ctx.task)
         shape = tuple(ctx.data.train.shape[1:])
         seq_len = net.seq_len
         device = ctx.device
@@ -267,6 +322,8 @@ class Autoregressive(Method):
 
         def integrate(network, start: torch.Tensor, g: torch.Generator) -> torch.Tensor:
             tokens = sample_tokens(network, start, seq_len, self.temperature, g)
+            if text:
+                return tokens
             return dequantise(from_sequence(tokens, shape), self.levels)
 
         return SamplingPlan(
@@ -278,7 +335,7 @@ class Autoregressive(Method):
             k_steps=seq_len,
             evals_per_step=1,
             t0=0.0,
-            info={"sampler": "ancestral-ar", "levels": self.levels,
+            info={"sampler": "ancestral-ar", "levels": net.levels, **self.size(ctx.task),
                   "parameters": count_parameters(net)},
         )
 

@@ -133,22 +133,33 @@ class CellContext:
             "device": self.device.type,  # drafts are sampled on the device
         }
 
-    def pairs(self, draft_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x_d, x_r): draft samples and their refinements, the warm-start training pairs."""
+    def _pairs(self, draft_name: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         ref_name, ref_options = self.task.refiner
         refiner = instantiate(refiners, ref_name, ref_options)
         key = self.pairs_key(draft_name)
 
         def build_pairs() -> dict[str, Any]:
+            # Built whole before the cache writes anything: a refiner that fails part-way
+            # (an LLM endpoint going down, say) leaves no half-written pairs behind.
             x_d = self.draft(draft_name).sample(self.task.n_pairs, self.generator("pairs"))
             refiner.fit(self.data.train)
-            return {"draft": x_d.cpu(), "refined": refiner.refine(x_d).cpu()}
+            x_r = refiner.refine(x_d).cpu()
+            return {"draft": x_d.cpu(), "refined": x_r, "refiner_stats": refiner.stats()}
 
-        def load() -> tuple[torch.Tensor, torch.Tensor]:
+        def load() -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
             state = self.cache.load_or_build("pairs", key, build_pairs)
-            return state["draft"].to(self.device), state["refined"].to(self.device)
+            return (state["draft"].to(self.device), state["refined"].to(self.device),
+                    dict(state.get("refiner_stats") or {}))
 
         return self._memo("pairs", key, load)
+
+    def pairs(self, draft_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_d, x_r): draft samples and their refinements, the warm-start training pairs."""
+        return self._pairs(draft_name)[:2]
+
+    def refiner_stats(self, draft_name: str) -> dict[str, Any]:
+        """The refiner's counts from building the pairs for ``draft_name`` (retries, ...)."""
+        return self._pairs(draft_name)[2]
 
     def network_key(self, kind: str, key: dict[str, Any]) -> dict[str, Any]:
         """The cache key of network ``kind`` with the method's ``key`` (training is on-device)."""

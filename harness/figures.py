@@ -170,3 +170,60 @@ def sample_grid(panels: Sequence[tuple[str, np.ndarray]], path: Path, title: str
         ax.axis("off")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def t0_sweep(frame: pd.DataFrame, draft: str, path: Path, title: str,
+             advice: dict | None = None, best_t0: float | None = None) -> Path | None:
+    """One task's primary metric against t0 for one draft, beside the t0 advisor's evidence.
+
+    Left: WS-FM (and training-free warm start) means with 95% t-intervals over seeds, one
+    line per (method, start, init, solver, N); full FM (Euler)'s best mean and interval as a
+    band; the advisor's t0 (dashed) and the sweep's best t0 (dotted). Right: the advisor's
+    held-out classifier accuracy against t with its threshold. ``frame``: tidy rows of one
+    task and metric (harness.records.load_run); ``advice``: that draft's advisor.json entry.
+    """
+    from harness.stats import mean_ci
+
+    warm = frame[frame["method"].isin(["ws-fm", "warm-start"]) & (frame["draft"] == draft)
+                 & np.isfinite(frame["t0"]) & np.isfinite(frame["value"])]
+    if warm.empty and not advice:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    full = frame[(frame["method"] == "full-fm") & (frame["solver"] == "euler")]
+    hib = bool(pd.to_numeric(frame["higher_is_better"], errors="coerce").mean() >= 0.5)
+    stats = [(n, *mean_ci(g["value"])) for n, g in full.groupby("n_steps")]
+    stats = [s for s in stats if np.isfinite(s[1])]
+    if stats:
+        n, m, lo, hi = (max if hib else min)(stats, key=lambda s: s[1])
+        left.axhspan(lo, hi, color="tab:blue", alpha=0.15, lw=0)
+        left.axhline(m, color="tab:blue", lw=1.2, label=f"full FM best (N={n:g}), 95% CI")
+    keys = ["method", "start", "init", "solver", "n_steps"]
+    for i, (key, g) in enumerate(warm.groupby(keys, dropna=False, sort=True)):
+        pts = sorted((t, *mean_ci(h["value"])) for t, h in g.groupby("t0"))
+        t, m, lo, hi = (np.array(v, float) for v in zip(*pts, strict=True))
+        name = " ".join(str(v) if not isinstance(v, float) else f"N={v:g}" for v in key
+                        if v is not None and not (isinstance(v, float) and math.isnan(v)))
+        left.errorbar(t, m, yerr=[m - lo, hi - m], marker="os^Dv"[i % 5], capsize=2,
+                      ls="-" if key[0] == "ws-fm" else ":", label=name)
+    t_adv = (advice or {}).get("t0")
+    for ax in (left, right):
+        if t_adv is not None:
+            ax.axvline(t_adv, color="tab:red", ls="--", lw=1.2, label=f"advisor t0={t_adv:g}")
+        if best_t0 is not None and np.isfinite(best_t0):
+            ax.axvline(best_t0, color="tab:green", ls=":", lw=1.5,
+                       label=f"sweep's best t0={best_t0:g}")
+    if advice and advice.get("accuracy"):
+        right.plot(advice["grid"], advice["accuracy"], "o-", color="black", ms=3,
+                   label="held-out accuracy (noised draft vs noised data)")
+        right.axhline(advice["threshold"], color="gray", ls="-.", lw=1,
+                      label=f"threshold {advice['threshold']:.3f}")
+        right.axhline(0.5, color="gray", lw=0.6)
+    left.set(title=title, xlabel="t0", xlim=(0, 1),
+             ylabel=f"metric ({'higher' if hib else 'lower'} is better)")
+    right.set(title="t0 advisor: classifier two-sample test", xlabel="t",
+              ylabel="accuracy", xlim=(0, 1))
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, frameon=False)
+    return _save(fig, path)

@@ -43,12 +43,16 @@ class Task:
     """
 
     modality: str = "points"
+    # Discrete tasks (text): tokens 0..vocab_size-1, the mask token is id vocab_size.
+    vocab_size: int | None = None
     drafts: dict[str, tuple[str, dict[str, Any]]] = {}
     refiner: tuple[str, dict[str, Any]] = ("nearest-neighbour", {})
     metrics: tuple[str, ...] = ()
     primary_metric: str = ""
     train_config: TrainConfig = TrainConfig()
     n_pairs: int = 20_000  # (draft, refined) training pairs for warm-start models
+    # Options for the task's metrics by name (a judge model's path, say); defaults otherwise.
+    metric_options: dict[str, dict[str, Any]] = {}
     samples_kept: int = 1000  # samples stored per cell (and held-out points per run) for plots
 
     def load(self) -> TaskData:
@@ -56,6 +60,11 @@ class Task:
 
     def make_network(self) -> nn.Module:
         raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """Lines the report should show about this task as configured on this machine
+        (e.g. an optional judge model that is missing, and what was used instead)."""
+        return []
 
     def finalize(self, samples: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """Map raw samples into the data's domain before any metric, the same way for every
@@ -95,6 +104,11 @@ class Refiner:
 
     def refine(self, drafts: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        """Counts from the last ``refine`` (requests, retries, failures...), kept with the
+        cached pairs and shown in the report; JSON-able numbers and strings only."""
+        return {}
 
 
 class Metric:
@@ -153,6 +167,8 @@ class SamplingPlan:
     ) = None
     reference_nfe: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    # The full model's own start (noise, or all-[MASK]) for the reference run; Gaussian if None.
+    reference_start: Callable[[int, torch.Generator], torch.Tensor] | None = None
 
 
 class Method:

@@ -7,6 +7,7 @@ harness.stats and writes, into run_dir/figures/ (or ``out_dir``), per task:
     <task>_metric_vs_time   primary metric vs wall-clock time per batch
     <task>_speedup_vs_t0    measured NFE / wall-clock speed-ups with 1/(1-t0), N/ceil((1-t0)N)
     <task>_t0_sweep         WS-FM primary metric vs t0 per draft, full FM's best as a band
+    <task>_t0_sweep_<draft> the same for one draft, with the t0 advisor's pick (advisor.json)
     <task>_main.tex         main comparison table
 
 each figure as PDF, SVG and PNG (300 dpi) beside a CSV of exactly the plotted data, plus
@@ -35,6 +36,7 @@ from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from harness import atomic  # noqa: E402
+from harness.advisor import advised_t0, read_advice  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
 from harness.records import load_run, read_cells, read_manifest  # noqa: E402
 from harness.stats import (  # noqa: E402
@@ -258,11 +260,15 @@ def _full_best(summ: pd.DataFrame, task: str, metric: str) -> pd.Series | None:
 
 
 def sweep_figure(summ: pd.DataFrame, task: str, metric: str, base: Path,
-                 formats: Sequence[str]) -> list[Path]:
+                 formats: Sequence[str], draft: str | None = None,
+                 advised: float | None = None) -> list[Path]:
     """WS-FM primary metric vs t0, one panel per N, one line per draft (and start/init/solver
-    setting), 95% CI error bars; full FM (Euler)'s best mean and interval as a band."""
+    setting), 95% CI error bars; full FM (Euler)'s best mean and interval as a band. With
+    ``draft``: that draft only, and the t0 advisor's pick ``advised`` as a vertical line."""
     d = summ[(summ["task"] == task) & (summ["metric"] == metric) & (summ["method"] == "ws-fm")
              & np.isfinite(summ["mean"]) & np.isfinite(summ["t0"])]
+    if draft is not None:
+        d = d[d["draft"] == draft]
     if d.empty:
         return []
     keys = ["draft", "start", "init", "solver"]
@@ -294,11 +300,17 @@ def sweep_figure(summ: pd.DataFrame, task: str, metric: str, base: Path,
                                        marker=MARKERS[i % len(MARKERS)], capsize=1.5,
                                        elinewidth=0.7, label=lab,
                                        ls=dash.get(str(g["draft"].iloc[0]), "-"))
+        if advised is not None:
+            handles["advisor"] = ax.axvline(advised, color="0.25", ls="--", lw=0.8,
+                                            label=f"t0 advisor: {advised:g}")
         ax.set(title=f"N = {n:g}", xlabel="$t_0$")
+    if advised is not None:
+        rows = pd.concat([rows, pd.DataFrame([{"series": "advisor t0", "t0": advised,
+                                               "draft": draft, "label": "t0 advisor"}])])
     for ax in axes.flat[len(ns):]:
         ax.set_visible(False)
     axes[0, 0].set_ylabel(_ylabel(metric, _direction(d)))
-    fig.suptitle(task)
+    fig.suptitle(task if draft is None else f"{task}, {draft} draft")
     _legend_below(fig, list(handles.values()), ncol=2)
     return _save(fig, base, formats, rows.assign(task=task, metric=metric)[CSV_COLUMNS])
 
@@ -452,6 +464,11 @@ def write_figures(run_dir: str | Path, out_dir: str | Path | None = None,
             written += speedup_figure(cells, task, out / f"{s}_speedup_vs_t0", formats)
             if metric is not None:
                 written += sweep_figure(summ, task, metric, out / f"{s}_t0_sweep", formats)
+                advice = read_advice(run_dir).get(task, {})
+                ws = summ[(summ["task"] == task) & (summ["method"] == "ws-fm")]
+                for draft in sorted(set(ws["draft"].dropna()) | set(advice)):
+                    written += sweep_figure(summ, task, metric, out / f"{s}_t0_sweep_{slug(draft)}",
+                                            formats, draft, advised_t0(advice.get(draft)))
                 written.append(atomic.write_text(out / f"{s}_main.tex",
                                                  main_table(summ, cells, task, metric)))
     written.append(atomic.write_text(out / "quality_matched.tex",

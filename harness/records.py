@@ -3,6 +3,7 @@
     results/<run-id>/
         manifest.json        config + hash, seeds, versions, commit, device, start/end
         cells/<cell-id>.json one finished cell: its inputs, timing, NFE, bound check, metrics
+                             (wall-clock-budget cells too: read_cells(time_budgets=True))
         samples/<cell-id>.npy a fixed number of that cell's samples (for plots)
         samples/reference-<task>.npy the same number of the task's held-out points
         records.csv          tidy rows, one per cell and metric (rebuilt from cells/)
@@ -56,7 +57,8 @@ def reference_path(run_dir: Path, task: str) -> Path:
 
 def _write_array(path: Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
-    np.save(buf, array.astype(np.float32))
+    # Tokens (text) stay integers; everything else is stored as float32.
+    np.save(buf, array.astype(np.int16 if array.dtype.kind in "iu" else np.float32))
     atomic.write_bytes(path, buf.getvalue())
 
 
@@ -115,7 +117,16 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def read_cells(run_dir: str | Path) -> list[dict[str, Any]]:
+def is_time_budget_record(record: dict[str, Any]) -> bool:
+    """A wall-clock-budget cell (harness.budgets): its cell has a ``time_budget``."""
+    cell = record.get("cell")
+    return isinstance(cell, dict) and cell.get("time_budget") is not None
+
+
+def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[dict[str, Any]]:
+    """The run's cell records. By default the NFE-budget cells only (what every table, figure
+    and comparison is built from); ``time_budgets=True`` gives the wall-clock-budget cells
+    (harness.budgets, the report's "Equal wall-clock" section), None all of them."""
     records = []
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
         try:
@@ -125,7 +136,8 @@ def read_cells(run_dir: str | Path) -> list[dict[str, Any]]:
                 f"cell record {path} is corrupt ({exc}); delete it to rerun that cell"
             ) from exc
         validate_record(record, path, hint="delete it to rerun that cell")
-        records.append(record)
+        if time_budgets is None or is_time_budget_record(record) == time_budgets:
+            records.append(record)
     return records
 
 

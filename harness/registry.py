@@ -29,15 +29,20 @@ T = TypeVar("T")
 BUILTIN_MODULES = (
     "harness.tasks.toy2d",
     "harness.tasks.images",
+    "harness.tasks.text",
     "harness.drafts",
     "harness.image_drafts",
+    "harness.text.draft",
     "harness.refiners",
+    "harness.text.refiners",
     "harness.metrics.points",
     "harness.metrics.fidelity",
+    "harness.text.metrics",
     "wsfm.methods",
     "baselines.diffusion",
     "baselines.draft_only",
     "baselines.autoregressive",
+    "baselines.masked_diffusion",
 )
 
 

@@ -26,6 +26,9 @@ from harness.records import (
     read_cells,
     read_manifest,
 )
+from harness.report_budget import equal_wall_clock_section
+from harness.report_cost import cost_model_section
+from harness.report_evidence import evidence_sections
 from harness.report_tables import (
     WARM,
     all_methods_section,
@@ -39,6 +42,7 @@ from harness.report_tables import (
     missing,
     quality_matched_section,
 )
+from harness.report_text import is_text, text_section
 from harness.stats import (
     coerce_numeric,
     primary_metric,
@@ -116,7 +120,7 @@ def _image(path: Path | None, alt: str, out: Path) -> str:
 
 
 def _task_section(run_dir: Path, task: str, df: pd.DataFrame, cells: pd.DataFrame,
-                  primary: Mapping[str, str], out: Path) -> str:
+                  primary: Mapping[str, str], out: Path, manifest: Mapping[str, Any]) -> str:
     metric = primary_metric(df, task, primary)
     figs, slug = out / "figures", _slug(task)
     frame = coerce_numeric(df[(df["task"] == task) & (df["metric"] == metric)])
@@ -138,6 +142,9 @@ def _task_section(run_dir: Path, task: str, df: pd.DataFrame, cells: pd.DataFram
         figures.speedup_vs_t0(warm, figs / f"{slug}_speedup_vs_t0.png", task) if len(warm)
         else None, "Speed-up vs t0", out))
     panels = _sample_panels(run_dir, tcells)
+    if any(is_text(p[1]) for p in panels):  # text: tables of decoded samples, not plots
+        parts.append(text_section(run_dir, task, df, tcells, manifest))
+        return "\n\n".join(parts)
     images = bool(panels) and np.asarray(panels[0][1]).ndim == 4
     draw = figures.sample_grid if images else figures.sample_scatter
     parts.append("### Samples\n\n" + _image(
@@ -197,10 +204,12 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append("_No finished cells in this run yet._")
     else:
         parts += [headline_section(df, primary), quality_matched_section(df, primary),
-                  bound_check_section(cells)]
-        parts += [_task_section(run_dir, t, df, cells, primary, out)
+                  evidence_sections(run_dir, df, primary, out),
+                  bound_check_section(cells), cost_model_section(cells)]
+        parts += [_task_section(run_dir, t, df, cells, primary, out, manifest)
                   for t in sorted(cells["task"].dropna().unique())]
         parts.append(all_methods_section(df, primary))
+    parts.append(equal_wall_clock_section(run_dir, manifest, out))
     md = "\n\n".join(p for p in parts if p) + "\n"
     path = atomic.write_text(out / "report.md", md)
     atomic.write_text(out / "report.html", _html(md, title))

@@ -17,39 +17,57 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from harness import context, records
+from harness import advisor, context, records
 from harness.cache import Cache
 from harness.context import CellContext
-from harness.errors import RunDirError
+from harness.errors import ConfigError, RunDirError
 from harness.machine import describe_machine, git_commit, package_versions
 from harness.nfe import CountingNetwork
 from harness.plugins import instantiate
 from harness.registry import methods, metrics, tasks
-from harness.suite import Cell, Suite, expand_cells
-from harness.timing import Clock, Timing
+from harness.suite import Cell, Suite, TimeCell, expand_cells
+from harness.timing import (
+    Clock,
+    FirstCall,
+    Timing,
+    check_compile,
+    compile_network,
+    compiled_label,
+    repeat,
+)
 from wsfm import theory
 
 
-def _timed_repeats(clock: Clock, fn, warmup: int, repeats: int) -> tuple[Any, list[Any]]:
-    """Run ``fn`` warmup + repeats times; returns the first result and every repeat's result."""
-    first = fn()
-    for _ in range(max(warmup - 1, 0)):
-        fn()
-    return first, [fn() for _ in range(repeats)]
+def cell_context(cell: Cell, cache: Cache, progress: bool = True) -> CellContext:
+    """The CellContext a cell runs in (harness.budgets probes in the same one)."""
+    ctx = CellContext(cell.task, cell.task_options, cell.seed, cell.device, cache,
+                      progress=progress)
+    if cell.training:  # the suite's [training] overrides the task's defaults
+        ctx.train_config = replace(ctx.task.train_config, **cell.training)
+    return ctx
 
 
 def run_cell(
     cell: Cell, cache: Cache, progress: bool = True
 ) -> tuple[dict[str, Any], np.ndarray | None]:
     """Prepare the method, sample with counted NFE and timing, compute metrics."""
-    ctx = CellContext(cell.task, cell.task_options, cell.seed, cell.device, cache,
-                      progress=progress)
-    if cell.training:  # the suite's [training] overrides the task's defaults
-        ctx.train_config = replace(ctx.task.train_config, **cell.training)
+    if isinstance(cell, TimeCell):  # a wall-clock budget: N is chosen first (harness.budgets)
+        from harness.budgets import run_time_cell
+
+        return run_time_cell(cell, cache, progress=progress)
+    ctx = cell_context(cell, cache, progress)
     method = instantiate(methods, cell.method, cell.method_options)
     plan = method.prepare(ctx, cell.n_steps)
     clock = Clock(ctx.device)
-    counter = CountingNetwork(plan.network) if plan.network is not None else None
+    network, first_call = plan.network, None
+    if cell.compile:
+        if network is None:
+            raise ConfigError(f"compile = {cell.compile!r}: method {cell.method!r} has no "
+                              "network to compile; run it with compile = false")
+        # Compile the inner network, count outside it: each call is still one NFE, and the
+        # first call (where compilation happens) is timed apart.
+        network = first_call = FirstCall(compile_network(network, cell.compile), clock)
+    counter = CountingNetwork(network) if network is not None else None
     n = cell.n_samples
 
     def sample_once() -> tuple[torch.Tensor, float, float, int]:
@@ -61,7 +79,7 @@ def run_cell(
         return x, t_draft, t_int, counter.reset() if counter is not None else 0
 
     with torch.no_grad():
-        first, runs = _timed_repeats(clock, sample_once, cell.warmup, cell.repeats)
+        first, runs = repeat(sample_once, cell.warmup, cell.repeats)
         samples = first[0]
         nfe_counts = {first[3]} | {r[3] for r in runs}
         deterministic = all(torch.equal(samples, r[0]) for r in runs)
@@ -71,15 +89,19 @@ def run_cell(
 
         ref_t, ref_nfe = None, 0
         if plan.reference_integrate is not None and counter is not None:
-            x_ref = torch.randn(samples.shape, generator=ctx.generator("reference"),
-                                device=ctx.device)
+            g_ref = ctx.generator("reference")
+            if plan.reference_start is not None:
+                x_ref = plan.reference_start(n, g_ref)
+            else:
+                x_ref = torch.randn(samples.shape, generator=g_ref, device=ctx.device)
 
             def reference_once() -> tuple[float, int]:
                 counter.reset()
-                _, t = clock.time(lambda: plan.reference_integrate(counter, x_ref, None))
+                g = ctx.generator("reference-sample")  # same stream every repeat
+                _, t = clock.time(lambda: plan.reference_integrate(counter, x_ref, g))
                 return t, counter.reset()
 
-            ref_first, ref_runs = _timed_repeats(clock, reference_once, cell.warmup, cell.repeats)
+            ref_first, ref_runs = repeat(reference_once, cell.warmup, cell.repeats)
             ref_t = Timing([r[0] for r in ref_runs], ref_first[0])
             ref_nfe = ref_first[1]
 
@@ -96,7 +118,7 @@ def run_cell(
     metric_values: dict[str, dict[str, Any]] = {}
     reference = ctx.data.test[: cell.n_eval]
     for name in ctx.task.metrics:
-        metric = instantiate(metrics, name, {})
+        metric = instantiate(metrics, name, ctx.task.metric_options.get(name, {}))
         value = math.nan
         if not nonfinite:
             metric.setup(ctx.data.train, ctx.data.train_labels)
@@ -111,7 +133,7 @@ def run_cell(
         "task": cell.task,
         "method": cell.method,
         "family": method.family,
-        "variant": method.label(),
+        "variant": compiled_label(method.label(), cell.compile),
         "draft": options.get("draft"),
         "t0": plan.t0 if plan.network is not None else None,
         "start": options.get("start", plan.info.get("source")),
@@ -127,6 +149,8 @@ def run_cell(
         "time_s": total_t.median,
         "time_spread_s": total_t.spread,
         "first_call_s": total_t.first,
+        "compile": cell.compile,
+        "compile_s": first_call.seconds if first_call is not None else None,
         "draft_time_s": draft_t.median,
         "integrate_time_s": integrate_t.median,
         "time_per_call_s": integrate_t.median / nfe_measured if nfe_measured else None,
@@ -141,6 +165,7 @@ def run_cell(
         "device": cell.device,
         "threads": torch.get_num_threads(),
         "metrics": metric_values,
+        "refiner_stats": plan.info.get("refiner_stats") or None,
     }
     if ref_t is not None:
         record.update(bound_check(plan, nfe_measured, ref_nfe, total_t, draft_t, ref_t))
@@ -168,6 +193,8 @@ def bound_check(plan, nfe_measured: int, ref_nfe: int, total: Timing, draft: Tim
         "ideal_speedup": theory.ideal_speedup(plan.t0),
         "wall_speedup": wall_speedup,
         "wall_bound": wall_bound,
+        "bound_time_per_call_s": time_per_call,  # the c and T_d S_wall used (costmodel.py)
+        "bound_draft_time_s": draft.median,
         "timing_noise": noise,
         "bound_ok": bool(nfe_exact and wall_speedup >= wall_bound * (1 - noise)),
     }
@@ -179,6 +206,7 @@ def default_run_id(suite: Suite) -> str:
 
 def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dict[str, Any]:
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    suite_tasks = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
     return {
         "schema_version": records.SCHEMA_VERSION,  # harness/schemas/manifest.schema.json
         "run_id": run_id,
@@ -192,9 +220,8 @@ def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dic
         "resumed": (previous.get("resumed", []) + [now]) if previous else [],
         "finished": None,
         "status": "running",
-        "primary_metrics": {
-            name: tasks.get(name)(**opts).primary_metric for name, opts in suite.tasks
-        },
+        "primary_metrics": {name: task.primary_metric for name, task in suite_tasks.items()},
+        "task_notes": {name: task.notes() for name, task in suite_tasks.items()},
     }
 
 
@@ -234,6 +261,10 @@ def run_suite(
     reused = len(cells) - len(todo)
     if progress and reused:
         print(f"resuming {run_id}: {reused} of {len(cells)} cells already recorded, reusing them")
+    for backend in sorted({c.compile for c in todo if c.compile}):
+        check_compile(backend, suite.device)  # fails here, not after hours of other cells
+    # t0 advice per task and warm-start draft, from the data alone, before any WS-FM training.
+    advisor.advise_run(suite, run_dir, cache, progress=progress)
     last_group = None
     for cell in tqdm(todo, desc=f"cells ({run_id})", disable=not progress):
         group = (cell.task, cell.seed)

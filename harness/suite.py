@@ -19,6 +19,17 @@
     draft = ["good", "poor"]
     tasks = ["two-moons"]         # optional: only on these tasks
     budgets = [10, 100]           # optional: instead of the suite's budgets
+    time_budgets = [0.05]         # optional: instead of the suite's (or task's) time budgets
+
+``compile = [false, true]`` (top level) runs each cell also with its network wrapped in
+torch.compile (true: the "inductor" backend; a backend name picks another): a separate
+variant, labelled " compiled", whose first-call compile time is recorded apart.
+
+Wall-clock budgets (harness.budgets): ``time_budgets = [0.02, 0.05, 0.2]`` gives seconds per
+batch of ``time_batch`` samples (default: the cell's n_samples). Each becomes a TimeCell per
+method and seed, beside the NFE-budget cells: its N is chosen at run time, the largest whose
+predicted time fits. Both keys can be set suite-wide and per task; ``time_budgets`` also per
+method (``time_budgets = []`` there: none for that method).
 
 Everything is validated (plugin names, options, t0, budgets, device) before any work
 starts; errors name the bad key and what is allowed.
@@ -29,7 +40,7 @@ from __future__ import annotations
 import itertools
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,7 @@ from harness.cache import stable_hash
 from harness.errors import ConfigError
 from harness.plugins import instantiate
 from harness.registry import methods, metrics, tasks
+from harness.timing import check_backend
 from wsfm.training import TrainConfig
 
 DEFAULT_SUITE = Path(__file__).parent / "suites" / "default.toml"
@@ -50,6 +62,7 @@ class MethodSpec:
     options: dict[str, Any]
     tasks: list[str] | None = None
     budgets: list[int] | None = None
+    time_budgets: list[float] | None = None  # seconds per batch; None: the task's or suite's
 
 
 @dataclass
@@ -68,9 +81,26 @@ class Suite:
     training: dict[str, Any] = field(default_factory=dict)
     # Per-task overrides of n_samples, n_eval, budgets and training (a costly task, say).
     task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Wall-clock budgets (harness.budgets): seconds per batch of time_batch samples.
+    time_budgets: list[float] = field(default_factory=list)
+    time_batch: int | None = None
+    # torch.compile variants: False (eager) and/or backend names (harness.timing).
+    compile: list[str | bool] = field(default_factory=lambda: [False])
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # Unused wall-clock keys are left out, so a suite without them keeps the config hash
+        # (and run folder) it had before they existed.
+        if not data["time_budgets"]:
+            del data["time_budgets"]
+        if data["time_batch"] is None:
+            del data["time_batch"]
+        if data["compile"] == [False]:  # the default, left out for the same reason
+            del data["compile"]
+        for spec in data["methods"]:
+            if spec.get("time_budgets") is None:
+                spec.pop("time_budgets", None)
+        return data
 
     @property
     def config_hash(self) -> str:
@@ -93,22 +123,46 @@ class Cell:
     repeats: int
     warmup: int
     training: dict[str, Any]
+    # False, or the torch.compile backend the network is compiled with (harness.timing).
+    compile: str | bool = False
 
     @property
     def cell_id(self) -> str:
-        return stable_hash(asdict(self))[:20]
+        return stable_hash(self.to_dict())[:20]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not data["compile"]:  # left out when off: cell ids from before it existed hold
+            del data["compile"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cell:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        if cls is Cell and "time_budget" in data:  # a wall-clock cell (harness.budgets)
+            cls = TimeCell
+        return cls(**{f.name: data[f.name] for f in fields(cls)
+                      if f.name in data or f.name != "compile"})
+
+
+@dataclass
+class TimeCell(Cell):
+    """A cell with a wall-clock budget: ``time_budget`` seconds per batch of ``time_batch``
+    samples. Its ``n_steps`` is 0: the runner (harness.budgets) chooses N at run time. A
+    subclass, so plain cells (and their cell_ids) are exactly what they were."""
+
+    # Keyword-only: required, yet allowed after any defaulted field Cell may gain.
+    time_budget: float = field(kw_only=True)
+    time_batch: int = field(kw_only=True)
+
+    def at_steps(self, n_steps: int) -> Cell:
+        """The plain cell that runs this one's chosen N."""
+        base = {f.name: getattr(self, f.name) for f in fields(Cell)}
+        return Cell(**{**base, "n_steps": n_steps})
 
 
 _TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
-TASK_SETTINGS = ("n_samples", "n_eval", "budgets", "training")
-_METHOD_KEYS = {"name", "tasks", "budgets"}
+TASK_SETTINGS = ("n_samples", "n_eval", "budgets", "training", "time_budgets", "time_batch")
+_METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets"}
 
 
 def _positive_int(value: Any, what: str) -> int:
@@ -122,6 +176,44 @@ def _int_list(value: Any, what: str) -> list[int]:
     if not items:
         raise ConfigError(f"{what} must not be empty")
     return [_positive_int(v, f"each of {what}") for v in items]
+
+
+def time_budget_list(value: Any, what: str) -> list[float]:
+    """Seconds per batch: each a finite number > 0 (an empty list means none)."""
+    items = value if isinstance(value, list) else [value]
+    for v in items:
+        ok = isinstance(v, int | float) and not isinstance(v, bool)
+        if not (ok and math.isfinite(v) and v > 0):
+            raise ConfigError(
+                f"{what}: {v!r} is not a time budget; each must be a finite number of seconds "
+                "per batch > 0, e.g. time_budgets = [0.02, 0.05, 0.2]"
+            )
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{what} has duplicates: {value!r}")
+    return [float(v) for v in items]
+
+
+def _compile_list(value: Any, what: str) -> list[str | bool]:
+    """compile = false | true | "backend" | [...]: each False or a torch.compile backend."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ConfigError(f"{what} must not be empty; use compile = false")
+    out = [check_backend(v, what) for v in items]
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{what} has duplicates: {value!r} (true means 'inductor')")
+    return out
+
+
+def _with_compile(suite: Suite, cells: list[Cell]) -> list[Cell]:
+    """Each cell once per compile value (a compiled twin right after its eager cell), except
+    for draft-family methods: no network to compile, so they run once, eager."""
+    if suite.compile == [False]:
+        return cells
+    out = []
+    for cell in cells:
+        has_network = getattr(methods.get(cell.method), "family", "") != "draft"
+        out += [replace(cell, compile=c) for c in (suite.compile if has_network else [False])]
+    return out
 
 
 def _seeds(value: Any, what: str) -> list[int]:
@@ -190,6 +282,11 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
                 _positive_int(settings[key], f"{where}: {key}")
         if "budgets" in settings:
             settings["budgets"] = _int_list(settings["budgets"], f"{where}: budgets")
+        if "time_budgets" in settings:
+            settings["time_budgets"] = time_budget_list(settings["time_budgets"],
+                                                        f"{where}: time_budgets")
+        if "time_batch" in settings:
+            _positive_int(settings["time_batch"], f"{where}: time_batch")
         if settings:
             task_settings[name] = settings
         task_list.append((name, entry))
@@ -204,8 +301,12 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         budgets = entry.pop("budgets", None)
         if budgets is not None:
             budgets = _int_list(budgets, f"{source}: budgets of method {name!r}")
+        time_budgets = entry.pop("time_budgets", None)
+        if time_budgets is not None:
+            time_budgets = time_budget_list(time_budgets,
+                                            f"{source}: time_budgets of method {name!r}")
         for options in _expand(entry):
-            method_list.append(MethodSpec(name, options, only, budgets))
+            method_list.append(MethodSpec(name, options, only, budgets, time_budgets))
 
     suite = Suite(
         name=str(data.get("name", Path(source).stem)),
@@ -221,6 +322,10 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         threads=data.get("threads"),
         training=dict(data.get("training", {})),
         task_settings=task_settings,
+        time_budgets=time_budget_list(data.get("time_budgets", []), f"{source}: time_budgets"),
+        compile=_compile_list(data.get("compile", False), f"{source}: compile"),
+        time_batch=(None if data.get("time_batch") is None else
+                    _positive_int(data["time_batch"], f"{source}: time_batch")),
     )
     validate(suite, source)
     return suite
@@ -309,4 +414,22 @@ def expand_cells(suite: Suite) -> list[Cell]:
                     n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
                     warmup=suite.warmup, training=training,
                 ))
-    return cells
+            cells += _time_cells(suite, spec, settings, task, task_options, seed, training)
+    return _with_compile(suite, cells)
+
+
+def _time_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task: str,
+                task_options: dict[str, Any], seed: int,
+                training: dict[str, Any]) -> list[TimeCell]:
+    """The wall-clock cells of one method variant on one task and seed (N chosen at run time)."""
+    budgets = spec.time_budgets
+    if budgets is None:
+        budgets = settings.get("time_budgets", suite.time_budgets)
+    n_samples = settings.get("n_samples", suite.n_samples)
+    batch = settings.get("time_batch", suite.time_batch) or n_samples
+    return [TimeCell(
+        task=task, task_options=task_options, method=spec.name, method_options=spec.options,
+        n_steps=0, seed=seed, device=suite.device, n_samples=n_samples,
+        n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
+        warmup=suite.warmup, training=training, time_budget=float(b), time_batch=int(batch),
+    ) for b in budgets]

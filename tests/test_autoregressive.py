@@ -1,5 +1,6 @@
 """The autoregressive baseline: exact NFE, KV cache equal to the full forward, seeded
-sampling, quantisation, and a model that learns digits better than a uniform guess."""
+sampling, quantisation, and a model that learns digits better than a uniform guess; and its
+text case (characters as tokens, the task's network size, NFE = L)."""
 
 from __future__ import annotations
 
@@ -181,7 +182,7 @@ def test_runner_counts_nfe_and_sees_deterministic_samples(digits, tmp_path: Path
 
 
 @pytest.mark.parametrize("options", [
-    {"levels": 1}, {"levels": 257}, {"n_head": 3}, {"d_model": 0}, {"steps": 0},
+    {"levels": 1}, {"levels": 257}, {"n_head": 3, "d_model": 64}, {"d_model": 0}, {"steps": 0},
     {"batch_size": 1.5}, {"lr": 0.0}, {"temperature": -1.0}, {"temperature": math.inf},
     {"dropout": 1.0}, {"n_layer": True},
 ])
@@ -192,7 +193,108 @@ def test_bad_options_raise(options: dict) -> None:
         instantiate(methods, "ar", options)
 
 
-def test_refuses_non_image_tasks() -> None:
+def test_refuses_tasks_that_are_neither_images_nor_text() -> None:
     with pytest.raises(ValueError, match="modality"):
         Autoregressive().check_task(tasks.get("two-moons")())
     Autoregressive().check_task(_ARDigits())  # images: accepted
+    Autoregressive().check_task(_ARText())  # text: accepted
+    with pytest.raises(ValueError, match="n_head=3"):  # 64 (the image default) % 3 != 0
+        Autoregressive(n_head=3).check_task(_ARDigits())
+
+
+# ------------------------------------------------------------------------------- text
+
+TEXT_L = 12
+TEXT_SIZE = {"d_model": 32, "n_layer": 1, "n_head": 2}
+
+
+@dataclass
+class _ARText(Task):
+    """Test task: windows of 'hello world ' (27-symbol alphabet), ids 0..26, length 12."""
+
+    modality = "text"
+    vocab_size = 27
+    seq_len = TEXT_L
+    net_size = TEXT_SIZE
+
+    def load(self) -> TaskData:
+        from harness.text.alphabet import encode
+
+        ids = torch.tensor(encode("hello world " * 4))
+        starts = torch.randint(12, (120,), generator=torch.Generator().manual_seed(0)).tolist()
+        x = torch.stack([ids[s : s + TEXT_L] for s in starts])
+        return TaskData(train=x[:100], test=x[100:])
+
+    def make_network(self) -> nn.Module:
+        raise NotImplementedError("the AR baseline builds its own network")
+
+
+tasks.add("ar-test-text", _ARText)
+
+
+@pytest.fixture(scope="module")
+def text_plan(tmp_path_factory: pytest.TempPathFactory):
+    ctx = _context("ar-test-text", tmp_path_factory.mktemp("ar-text-cache"))
+    return ctx, Autoregressive(steps=200, batch_size=16).prepare(ctx, n_steps=3)
+
+
+def test_text_uses_characters_and_the_task_network_size(text_plan) -> None:
+    ctx, plan = text_plan
+    net = plan.network
+    assert (net.levels, net.seq_len, net.start_token) == (27, TEXT_L, 27)
+    assert len(net.blocks) == 1 and net.n_head == 2 and net.pos.embedding_dim == 32
+    assert {k: plan.info[k] for k in TEXT_SIZE} == TEXT_SIZE and plan.info["levels"] == 27
+    counter = CountingNetwork(net)
+    g = ctx.generator("sample")
+    samples = plan.integrate(counter, plan.draw_start(9, g), g)
+    assert counter.calls == TEXT_L == plan.expected_nfe == plan.n_steps == plan.k_steps
+    assert samples.shape == (9, TEXT_L) and samples.dtype == torch.long
+    assert 0 <= int(samples.min()) and int(samples.max()) < 27
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(plan.integrate(net, plan.draw_start(9, g1), g1),
+                       plan.integrate(net, plan.draw_start(9, g2), g2))
+
+
+def test_text_model_learns_and_its_cache_matches_the_full_forward(text_plan) -> None:
+    ctx, plan = text_plan
+    net, test = plan.network, ctx.data.test
+    with torch.no_grad():
+        assert sequence_nll(net, test).item() < 0.5 * math.log(27)
+        inputs = torch.cat([torch.full((len(test), 1), net.start_token), test[:, :-1]], dim=1)
+        full, cache = net(inputs), None
+        for pos in range(TEXT_L):
+            logits, cache = net(inputs[:, pos], pos, cache)
+            torch.testing.assert_close(logits, full[:, pos], atol=1e-5, rtol=1e-5)
+
+
+def test_text_size_options_override_the_task_and_are_needed_without_net_size() -> None:
+    assert Autoregressive(d_model=48, n_head=3).size(_ARText()) == \
+        {"n_layer": 1, "n_head": 3, "d_model": 48}
+    assert Autoregressive().size(_ARDigits()) == {"n_layer": 2, "n_head": 4, "d_model": 64}
+
+    class NoSize(_ARText):
+        net_size = {"d_model": 32}
+
+    with pytest.raises(ValueError, match="n_layer, n_head"):
+        Autoregressive().check_task(NoSize())
+    Autoregressive(n_layer=1, n_head=2).check_task(NoSize())
+
+
+def test_text_data_out_of_range_is_refused(tmp_path: Path) -> None:
+    class Bad(_ARText):
+        def load(self) -> TaskData:
+            d = super().load()
+            return TaskData(train=d.train + 20, test=d.test)
+
+    tasks.add("ar-test-bad-text", Bad)
+    with pytest.raises(ValueError, match="0..26"):
+        Autoregressive(steps=1).prepare(_context("ar-test-bad-text", tmp_path), n_steps=1)
+
+
+def test_runner_on_text(tmp_path: Path) -> None:
+    cell = Cell(task="ar-test-text", task_options={}, method="ar",
+                method_options={"steps": 5, "batch_size": 8}, n_steps=0, seed=0, device="cpu",
+                n_samples=6, n_eval=6, repeats=2, warmup=1, training={})
+    record, samples = run_cell(cell, Cache(tmp_path), progress=False)
+    assert record["nfe_measured"] == record["nfe_expected"] == TEXT_L and record["nfe_ok"]
+    assert record["deterministic"] and samples.shape == (6, TEXT_L)

@@ -163,7 +163,7 @@ def test_figures_in_every_format(run_dir: Path, written: list[Path]) -> None:
     assert all(f"({p.name})" in index for p in written if p.name != "index.md")
 
 
-def test_csv_holds_the_plotted_groups(run_dir: Path) -> None:
+def test_csv_holds_the_plotted_groups(run_dir: Path, written: list[Path]) -> None:
     out = run_dir / "figures"
     for task in TASKS:
         s = publish.slug(task)
@@ -196,7 +196,7 @@ def test_csv_holds_the_plotted_groups(run_dir: Path) -> None:
         assert best["n_steps"].iloc[0] == 50
 
 
-def test_latex_tables(run_dir: Path) -> None:
+def test_latex_tables(run_dir: Path, written: list[Path]) -> None:
     out = run_dir / "figures"
     tables = {p.name: p.read_text() for p in out.glob("*.tex")}
     assert set(tables) == {f"{publish.slug(t)}_main.tex" for t in TASKS} | {

@@ -1,5 +1,9 @@
 """The flow-matching methods, all one mechanism: (network, source, start time, solver).
 
+The task's data type picks the path: continuous data (points, images) use the affine path
+from Gaussian noise, tokens (text, ``task.vocab_size`` set) the mixture path from all-[MASK]
+(discrete FM; WS-FM is then WS-DFM). Everything else is shared.
+
 - full-fm:    noise source, t_start = 0, trained on data; N steps.
 - ws-fm:      draft or noised-draft source, t_start = t0, trained on (draft, refined) pairs,
               from scratch or fine-tuned from the full model; K = ceil((1 - t0) N) steps.
@@ -19,21 +23,32 @@ from harness.cache import stable_hash
 from harness.plugins import Draft, Method, SamplingPlan, Task
 from harness.registry import methods
 from wsfm import solvers
-from wsfm.paths import AffinePath
+from wsfm.paths import make_path
 from wsfm.schedule import check_start_time, time_grid
-from wsfm.sources import START_KINDS, NoiseSource, Source, make_source
+from wsfm.sources import START_KINDS, Source, make_source
 from wsfm.training import flow_matching_loss, optimise
 
 if TYPE_CHECKING:
     from harness.context import CellContext
 
 
+def _discrete(task: Task) -> bool:
+    return task.vocab_size is not None
+
+
+def task_source(task: Task, kind: str, t0: float) -> Source:
+    """Source ``kind`` for the task's data type (Gaussian noise or [MASK] tokens)."""
+    return make_source(kind, t0, mask_id=task.vocab_size if _discrete(task) else None)
+
+
 def full_model(ctx: CellContext) -> nn.Module:
-    """The full FM velocity network for the context's task and seed (trained once, cached)."""
+    """The full FM network for the context's task and seed (trained once, cached)."""
+    path = make_path(_discrete(ctx.task), 0.0)
 
     def train(net: nn.Module) -> None:
         loss = flow_matching_loss(
-            net, AffinePath(0.0), NoiseSource(), ctx.data.train, None, ctx.train_config.batch_size
+            net, path, task_source(ctx.task, "noise", 0.0), ctx.data.train, None,
+            ctx.train_config.batch_size,
         )
         optimise(net, loss, ctx.train_config, ctx.generator("train:full-fm"),
                  desc=f"full-fm {ctx.task_name} seed {ctx.seed}", progress=ctx.progress)
@@ -55,22 +70,26 @@ def flow_plan(
     k = len(grid) - 1
     s = solvers.EVALS_PER_STEP[solver]
     data_shape = tuple(ctx.data.test.shape[1:])
-    device = ctx.device
+    device, dtype = ctx.device, ctx.data.test.dtype
 
     def draw_start(n: int, g: torch.Generator) -> torch.Tensor:
-        like = torch.empty((n, *data_shape), device=device)
+        like = torch.empty((n, *data_shape), device=device, dtype=dtype)
         x_draft = draft.sample(n, g) if source.needs_draft else None
         return source.start(x_draft, like, g)
 
     def integrate(net, x, g):
-        return solvers.integrate(net, x, grid, solver)
+        return solvers.integrate(net, x, grid, solver, g)
 
-    reference = None
+    reference = reference_start = None
     if t0 > 0:
         full_grid = time_grid(0.0, n_steps)
+        noise = task_source(ctx.task, "noise", 0.0)
 
         def reference(net, x, g):
-            return solvers.integrate(net, x, full_grid, solver)
+            return solvers.integrate(net, x, full_grid, solver, g)
+
+        def reference_start(n: int, g: torch.Generator) -> torch.Tensor:
+            return noise.start(None, torch.empty((n, *data_shape), device=device, dtype=dtype), g)
 
     return SamplingPlan(
         network=network,
@@ -82,9 +101,15 @@ def flow_plan(
         evals_per_step=s,
         t0=t0,
         reference_integrate=reference,
+        reference_start=reference_start,
         reference_nfe=n_steps * s if t0 > 0 else 0,
         info={"solver": solver, "source": source.name},
     )
+
+
+def _check_solver_for(task: Task, solver: str) -> None:
+    if _discrete(task):
+        solvers.check_discrete_solver(solver)
 
 
 def _check_draft(task: Task, draft: str) -> None:
@@ -108,8 +133,12 @@ class FullFM(Method):
     def __post_init__(self) -> None:
         solvers.check_solver(self.solver)
 
+    def check_task(self, task: Task) -> None:
+        _check_solver_for(task, self.solver)
+
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
-        return flow_plan(ctx, full_model(ctx), NoiseSource(), None, 0.0, n_steps, self.solver)
+        source = task_source(ctx.task, "noise", 0.0)
+        return flow_plan(ctx, full_model(ctx), source, None, 0.0, n_steps, self.solver)
 
 
 @dataclass
@@ -127,6 +156,7 @@ class _WarmStart(Method):
 
     def check_task(self, task: Task) -> None:
         _check_draft(task, self.draft)
+        _check_solver_for(task, self.solver)
 
 
 @methods.register("ws-fm")
@@ -145,7 +175,7 @@ class WarmStartFM(_WarmStart):
             raise ValueError(f"init={self.init!r}; allowed: scratch, finetune")
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
-        source = make_source(self.start, self.t0)
+        source = task_source(ctx.task, self.start, self.t0)
         draft = ctx.draft(self.draft)
         x_d, x_r = ctx.pairs(self.draft)
 
@@ -161,7 +191,8 @@ class WarmStartFM(_WarmStart):
             if self.init == "finetune":
                 net.load_state_dict(full_model(ctx).state_dict())
             loss = flow_matching_loss(
-                net, AffinePath(self.t0), source, x_r, x_d, ctx.train_config.batch_size
+                net, make_path(_discrete(ctx.task), self.t0), source, x_r, x_d,
+                ctx.train_config.batch_size,
             )
             # The stream depends on what the model is (the key), not on how it is sampled.
             g = ctx.generator(f"train:ws-fm:{stable_hash(key)}")
@@ -170,7 +201,9 @@ class WarmStartFM(_WarmStart):
                           f"seed {ctx.seed}", progress=ctx.progress)
 
         net = ctx.network("flow", key, train)
-        return flow_plan(ctx, net, source, draft, self.t0, n_steps, self.solver)
+        plan = flow_plan(ctx, net, source, draft, self.t0, n_steps, self.solver)
+        plan.info["refiner_stats"] = ctx.refiner_stats(self.draft)
+        return plan
 
     def label(self) -> str:
         return f"{self.draft} t0={self.t0:g} {self.start} {self.init} {self.solver}"
@@ -182,7 +215,7 @@ class TrainingFreeWarmStart(_WarmStart):
     """Training-free warm start: the full model started at t0 from the noised draft."""
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
-        source = make_source("noised-draft", self.t0)
+        source = task_source(ctx.task, "noised-draft", self.t0)
         return flow_plan(
             ctx, full_model(ctx), source, ctx.draft(self.draft), self.t0, n_steps, self.solver
         )

@@ -1,8 +1,11 @@
-"""Fixed-grid ODE solvers for dx/dt = v(x, t) on an explicit time grid.
+"""Fixed-grid solvers on an explicit time grid: ODE steps for continuous states, the
+mixture discrete Euler step for tokens.
 
 Each solver takes the grid as given (the caller builds it with wsfm.schedule.time_grid),
 so that the step count, and with it the NFE, is decided in one place. ``EVALS_PER_STEP``
 is what a step costs in network calls; the harness checks it by counting the calls.
+``integrate`` picks the discrete step when the state holds integer tokens; there the
+network returns logits of p(x_1 | x_t, t) and only "euler" is defined.
 """
 
 from __future__ import annotations
@@ -47,6 +50,22 @@ def rk4_step(v: Velocity, x, t0, t1):
     return x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
+def mixture_euler_step(logits_fn, x, t0, t1, generator):
+    """One mixture discrete Euler step from t0 to t1 (Gat et al. 2024, kappa linear in s).
+
+    On the mixture path the rate of jumping to a draw of p(x_1 | x_t) is
+    kappa'/(1 - kappa) = 1 / (1 - t) in t for any start time, so each token jumps with
+    probability (t1 - t0) / (1 - t0) and keeps its value otherwise. The last step (t1 = 1)
+    jumps with probability 1: every token, and every mask, is resolved at t = 1.
+    """
+    logits = logits_fn(x, torch.full((x.shape[0],), t0, device=x.device))
+    probs = torch.softmax(logits.float(), dim=-1)
+    draw = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+    draw = draw.view(x.shape)
+    jump = torch.rand(x.shape, generator=generator, device=x.device) < (t1 - t0) / (1 - t0)
+    return torch.where(jump, draw, x)
+
+
 STEPS = {"euler": euler_step, "midpoint": midpoint_step, "heun": heun_step, "rk4": rk4_step}
 EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 
@@ -57,12 +76,27 @@ def check_solver(name: str) -> str:
     return name
 
 
+def check_discrete_solver(name: str) -> str:
+    if name != "euler":
+        raise ValueError(f"solver {name!r} is for continuous states; tokens (text) use 'euler', "
+                         "the mixture discrete Euler step")
+    return name
+
+
 @torch.no_grad()
-def integrate(v: Velocity, x: torch.Tensor, grid: torch.Tensor, solver: str = "euler"):
+def integrate(
+    v: Velocity, x: torch.Tensor, grid: torch.Tensor, solver: str = "euler",
+    generator: torch.Generator | None = None,
+):
     """Integrate from grid[0] to grid[-1], one solver step per grid interval."""
-    step = STEPS[check_solver(solver)]
     # Python floats for the steps: exact grid values, no per-step device transfer.
     times = [float(t) for t in grid.tolist()]
+    if not x.is_floating_point():  # tokens: the mixture discrete Euler step
+        check_discrete_solver(solver)
+        for t0, t1 in zip(times[:-1], times[1:], strict=True):
+            x = mixture_euler_step(v, x, t0, t1, generator)
+        return x
+    step = STEPS[check_solver(solver)]
     for t0, t1 in zip(times[:-1], times[1:], strict=True):
         x = step(v, x, t0, t1)
     return x

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from wsfm.paths import AffinePath
+from wsfm.paths import AffinePath, MixturePath
 from wsfm.sources import Source
 
 
@@ -49,13 +49,13 @@ def optimise(
 
 def flow_matching_loss(
     net: nn.Module,
-    path: AffinePath,
+    path: AffinePath | MixturePath,
     source: Source,
     x_end: torch.Tensor,
     x_draft: torch.Tensor | None,
     batch_size: int,
 ) -> Callable[[torch.Generator], torch.Tensor]:
-    """Batch loss: regress v(x_t, t) on the path's target velocity.
+    """Batch loss on the path: velocity regression (affine) or cross-entropy (mixture).
 
     ``x_end`` holds the training targets (data for full FM, refined drafts for WS-FM);
     ``x_draft`` the drafts paired with them (None for a noise source).
@@ -68,7 +68,6 @@ def flow_matching_loss(
         end = x_end[idx]
         start = source.start(None if x_draft is None else x_draft[idx], end, generator)
         t = path.sample_times(batch_size, generator, device=end.device)
-        x_t = path.interpolate(start, end, t)
-        return (net(x_t, t) - path.target_velocity(start, end)).pow(2).mean()
+        return path.loss(net, start, end, t, generator)
 
     return loss

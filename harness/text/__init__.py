@@ -1,0 +1,1 @@
+"""Text modality: alphabet, corpora, drafts, refiners and judges for character-level text."""

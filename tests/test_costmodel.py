@@ -1,0 +1,147 @@
+"""The cost model: it recovers a known time per call and fixed cost from synthetic records,
+predicts each cell, fits the degenerate cases sensibly, sizes a plan to a time budget, and
+agrees with the bound check's S_wall; the report shows it."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import runner
+from harness.costmodel import (
+    FIT_COLUMNS,
+    fit_cost_model,
+    fit_line,
+    max_steps,
+    predict,
+    predict_cells,
+)
+from harness.report_cost import cost_model_section
+from harness.timing import Timing
+from wsfm import theory
+
+C, F = 2.5e-4, 3e-3  # seconds per call, fixed seconds per batch
+
+
+def _cell(method: str, variant: str, n: int, seed: int, *, nfe: int, draft: float,
+          c: float = C, f: float = F, ref: bool = False, metrics: int = 2,
+          noise: float = 0.0) -> list[dict]:
+    """One cell as tidy rows (one per metric, like records.load_run gives)."""
+    time_s = draft + nfe * c + f + noise
+    row = {"task": "two-moons", "method": method, "variant": variant, "device": "cpu",
+           "n_steps": n, "seed": seed, "nfe_measured": nfe, "time_s": time_s,
+           "draft_time_s": draft, "cell_id": f"{method}-{variant}-{n}-{seed}",
+           "time_per_call_s": c if nfe else None,  # as records carry it
+           "ref_nfe": n if ref else None, "ref_time_s": n * c + f if ref else None}
+    return [{**row, "metric": f"m{i}", "value": 0.0} for i in range(metrics)]
+
+
+def _frame(rows: list[list[dict]]) -> pd.DataFrame:
+    return pd.DataFrame([r for cell in rows for r in cell])
+
+
+def test_recovers_known_time_per_call_and_fixed_cost() -> None:
+    rng = np.random.default_rng(0)
+    rows = [_cell("full-fm", "solver=euler", n, seed, nfe=n, draft=float(rng.uniform(1e-5, 5e-4)))
+            for n in (4, 8, 16, 32) for seed in (0, 1, 2)]
+    rows += [_cell("full-fm", "solver=heun", n, 0, nfe=2 * n, draft=1e-5, c=4e-4, f=0.0)
+             for n in (4, 8)]
+    fits = fit_cost_model(_frame(rows)).set_index("variant")
+    assert list(fit_cost_model(_frame(rows)).columns) == FIT_COLUMNS
+    euler = fits.loc["solver=euler"]
+    assert euler["time_per_call_s"] == pytest.approx(C, rel=1e-9)
+    assert euler["fixed_s"] == pytest.approx(F, rel=1e-7, abs=1e-12)
+    assert euler["r2"] == pytest.approx(1.0)
+    assert euler["fit"] == "lsq" and euler["cells"] == 12 and euler["points"] == 12
+    assert (euler["nfe_min"], euler["nfe_max"]) == (4, 32)
+    heun = fits.loc["solver=heun"]
+    assert heun["time_per_call_s"] == pytest.approx(4e-4, rel=1e-9)
+    assert heun["fixed_s"] == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(euler["bound_time_per_call_s"])  # no reference run in this group
+
+    pred = predict_cells(_frame(rows))
+    assert len(pred) == len(rows)  # one row per cell, not per metric
+    assert np.allclose(pred["rel_error"], 0.0, atol=1e-9)
+
+
+def test_noisy_times_fit_approximately_with_r2_below_one() -> None:
+    rng = np.random.default_rng(1)
+    rows = [_cell("full-fm", "e", n, s, nfe=n, draft=1e-4, noise=float(rng.normal(0, 1e-4)))
+            for n in (5, 10, 20, 50, 100) for s in range(4)]
+    fit = fit_cost_model(_frame(rows)).iloc[0]
+    assert fit["time_per_call_s"] == pytest.approx(C, rel=0.05)
+    assert abs(fit["fixed_s"] - F) < 2e-4
+    assert 0.95 < fit["r2"] < 1.0
+
+
+def test_warm_start_reference_runs_are_points_of_the_fit() -> None:
+    # One K for every cell: only the full-grid reference runs (N calls, no draft) give c.
+    rows = [_cell("ws-fm", "good t0=0.75", n, s, nfe=math.ceil(0.25 * n), draft=2e-3, ref=True)
+            for n in (8, 12) for s in (0, 1)]
+    fit = fit_cost_model(_frame(rows)).iloc[0]
+    assert fit["points"] == 8 and fit["cells"] == 4 and fit["fit"] == "lsq"
+    assert fit["time_per_call_s"] == pytest.approx(C, rel=1e-9)
+    assert fit["fixed_s"] == pytest.approx(F, rel=1e-7)
+    # What the bound check used: ref_time / ref_nfe, fixed cost folded into c.
+    expected = np.median([(n * C + F) / n for n in (8, 8, 12, 12)])
+    assert fit["bound_time_per_call_s"] == pytest.approx(expected)
+    assert fit["draft_time_s"] == pytest.approx(2e-3)
+
+
+def test_degenerate_groups() -> None:
+    c, f, r2, how = fit_line([10, 10, 10], [0.02, 0.02, 0.02])
+    assert how == "ratio" and c == pytest.approx(2e-3) and f == 0.0 and r2 == 1.0
+    c, f, r2, how = fit_line([0, 0], [1e-3, 3e-3])
+    assert how == "constant" and math.isnan(c) and f == pytest.approx(2e-3)
+    assert fit_line([], [])[3] == "none"
+    assert fit_line([1, 2, float("nan")], [1.0, 2.0, 5.0])[3] == "lsq"  # NaN points dropped
+
+    rows = [_cell("draft-only", "draft=good", 0, s, nfe=0, draft=1e-3, f=0.0) for s in (0, 1)]
+    pred = predict_cells(_frame(rows))
+    assert np.allclose(pred["predicted_time_s"], pred["time_s"])  # T_d + f, no calls
+
+
+def test_predict_and_max_steps() -> None:
+    assert predict(10, 1e-3, evals_per_step=2, draft_s=0.01, fixed_s=0.002) == pytest.approx(
+        0.032)
+    assert np.allclose(predict(np.array([1, 2]), 0.5), [0.5, 1.0])
+    for budget in (0.0125, 0.05, 0.1, 0.3333):
+        k = max_steps(budget, 1e-3, evals_per_step=2, draft_s=0.01, fixed_s=0.002)
+        assert predict(k, 1e-3, 2, 0.01, 0.002) <= budget < predict(k + 1, 1e-3, 2, 0.01, 0.002)
+    assert max_steps(0.1, 1e-3, 1, 0.2) == 0  # not even the draft fits
+    assert max_steps(0.03, 1e-3) == 30  # exact boundary, despite float rounding
+    with pytest.raises(ValueError, match="time_per_call"):
+        max_steps(1.0, 0.0)
+
+
+def test_bound_check_uses_the_figures_it_records() -> None:
+    plan = SimpleNamespace(n_steps=20, k_steps=5, evals_per_step=2, t0=0.75)
+    draft = Timing([0.004, 0.005, 0.006], 0.01)
+    ref = Timing([0.040, 0.041, 0.042], 0.08)
+    total = Timing([0.016, 0.017, 0.018], 0.03)
+    out = runner.bound_check(plan, 10, 40, total, draft, ref)
+    c = out["bound_time_per_call_s"]
+    assert c == pytest.approx(0.041 / 40) and out["bound_draft_time_s"] == 0.005
+    # S_wall is the cost model's prediction of the full grid over that of the warm start.
+    full = predict(20, c, evals_per_step=2)
+    warm = predict(5, c, evals_per_step=2, draft_s=0.005)
+    assert out["wall_bound"] == pytest.approx(full / warm)
+    assert out["wall_bound"] == pytest.approx(theory.wall_clock_bound(20, 5, 2, c, 0.005))
+
+
+def test_cost_model_section() -> None:
+    rows = [_cell("full-fm", "solver=euler", n, s, nfe=n, draft=1e-4) for n in (4, 8)
+            for s in (0, 1)]
+    rows += [_cell("ws-fm", "good t0=0.5", n, 0, nfe=n // 2, draft=1e-3, ref=True)
+             for n in (4, 8)]
+    cells = _frame(rows).drop_duplicates("cell_id")
+    md = cost_model_section(cells)
+    assert md.startswith("## Cost model")
+    assert "| two-moons | full-fm | solver=euler | cpu | 4 | 4–8 | 0.25 | 3 | 1 | lsq |" in md
+    assert "+0.0%" in md and "median 0.0%" in md
+    assert "Predicted vs measured" in md
+    assert cost_model_section(cells.iloc[0:0]).endswith("_No timed cells in this run._")
