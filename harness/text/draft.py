@@ -42,7 +42,7 @@ class CharLSTM(nn.Module):
         return self.head(out), state
 
 
-def _inputs(windows: torch.Tensor) -> torch.Tensor:
+def teacher_inputs(windows: torch.Tensor) -> torch.Tensor:
     """Teacher-forcing inputs for targets (B, L): the start symbol, then windows[:, :-1]."""
     start = torch.full_like(windows[:, :1], START_ID)
     return torch.cat([start, windows[:, :-1]], dim=1)
@@ -50,7 +50,7 @@ def _inputs(windows: torch.Tensor) -> torch.Tensor:
 
 def char_nll(net: CharLSTM, windows: torch.Tensor) -> torch.Tensor:
     """Mean next-character negative log-likelihood (nats per character) of windows (B, L)."""
-    logits, _ = net(_inputs(windows))
+    logits, _ = net(teacher_inputs(windows))
     return F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), windows.reshape(-1))
 
 

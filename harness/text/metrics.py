@@ -34,13 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from harness.cache import tensor_sha256
 from harness.errors import ConfigError
 from harness.plugins import Metric
 from harness.registry import metrics
 from harness.text.alphabet import ALPHABET, VOCAB_SIZE, decode_batch
+from harness.text.draft import START_ID, CharLSTM, teacher_inputs
+from wsfm.training import TrainConfig, optimise
 
 EVALUATE_DIR = Path(__file__).resolve().with_name("evaluate_metrics")
 EVALUATE_MODULES = ("judge_nll", "char_nll", "distinct_n", "self_bleu", "word_validity")
@@ -187,22 +188,6 @@ class JudgeNLLChar(JudgeNLL):
 
 # --- character model ------------------------------------------------------------------------
 
-START_ID = VOCAB_SIZE  # the character model's start symbol (an input only)
-
-
-class CharJudge(nn.Module):
-    """Embedding (27 characters + start) -> LSTM -> 27 logits: p(c_t | start, c_<t)."""
-
-    def __init__(self, embed: int, hidden: int, layers: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(VOCAB_SIZE + 1, embed)
-        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, VOCAB_SIZE)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.lstm(self.embed(ids))[0])
-
-
 _CHAR_STATES: dict[str, dict[str, torch.Tensor]] = {}  # (reference, options) hash -> weights
 
 
@@ -234,10 +219,11 @@ class CharNLL(Metric):
         if isinstance(self.model_seed, bool) or not isinstance(self.model_seed, int):
             raise ValueError(f"model_seed must be an integer, got {self.model_seed!r}")
 
-    def _make(self) -> CharJudge:
+    def _make(self) -> CharLSTM:
+        # The draft's architecture, trained on held-out text instead of the training split.
         with torch.random.fork_rng(devices=[]):  # seeded init, global RNG left alone
             torch.manual_seed(self.model_seed)
-            return CharJudge(self.embed, self.hidden, self.layers)
+            return CharLSTM(self.embed, self.hidden, self.layers)
 
     @torch.enable_grad()  # also when called under no_grad
     def train_model(self, reference: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -245,19 +231,15 @@ class CharNLL(Metric):
         data = _check_ids("reference", reference).long()
         if data.numel() == 0:
             raise ValueError("char-nll needs a non-empty reference")
-        net = self._make().train()
-        gen = torch.Generator().manual_seed(self.model_seed)
-        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.steps)
-        start = torch.full((self.batch_size, 1), START_ID, dtype=torch.long)
-        for _ in range(self.steps):
+        net = self._make()
+
+        def loss(gen: torch.Generator) -> torch.Tensor:
             batch = data[torch.randint(len(data), (self.batch_size,), generator=gen)]
-            logits = net(torch.cat([start, batch[:, :-1]], dim=1))
-            loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), batch.reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            logits = net(teacher_inputs(batch))[0]
+            return F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), batch.reshape(-1))
+
+        optimise(net, loss, TrainConfig(self.steps, self.batch_size, self.lr),
+                 torch.Generator().manual_seed(self.model_seed), progress=False)
         return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def _weights(self, reference: torch.Tensor) -> dict[str, torch.Tensor]:
