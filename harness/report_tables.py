@@ -79,7 +79,10 @@ def _cell_counts(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
     counts = manifest.get("cells")
     if not isinstance(counts, Mapping):
         return str(len(cells))
-    return (f"{len(cells)} recorded of {counts.get('total')}; this invocation ran "
+    # ``cells`` holds the NFE-budget cells; time-budget cells are counted by the manifest only.
+    recorded = (f"{len(cells)} NFE-budget cells recorded; {counts.get('total')} cells in all "
+                "(with the wall-clock-budget cells)")
+    return (f"{recorded}; this invocation ran "
             f"{counts.get('run')} and reused {counts.get('reused')} finished by an earlier, "
             f"interrupted attempt ({len(manifest.get('resumed') or [])} resume(s))")
 
