@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugins import Method, SamplingPlan, Task
+from harness.plugins import Method, SamplingPlan, Task, check_positive_ints
 from harness.registry import methods
 from wsfm.training import TrainConfig, optimise
 
@@ -223,12 +223,8 @@ class Autoregressive(Method):
     version = "1"
 
     def __post_init__(self) -> None:
-        for name in ("levels", *SIZE_KEYS, "steps", "batch_size"):
-            value = getattr(self, name)
-            if value is None and name in SIZE_KEYS:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        set_sizes = [k for k in SIZE_KEYS if getattr(self, k) is not None]  # None: the task's
+        check_positive_ints(self, "levels", *set_sizes, "steps", "batch_size")
         if not 2 <= self.levels <= 256:
             raise ValueError(f"levels={self.levels} must be between 2 and 256")
         if self.d_model is not None and self.n_head is not None and self.d_model % self.n_head:

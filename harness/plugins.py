@@ -73,6 +73,15 @@ class Task:
         return samples, {}
 
 
+def check_positive_ints(owner: Any, *names: str) -> None:
+    """Raise ValueError naming the first of ``owner``'s options ``names`` that is not a
+    positive integer (for plugins' ``__post_init__``)."""
+    for name in names:
+        value = getattr(owner, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
 class Draft:
     """A cheap generator trained on the task's training split.
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from harness.cache import default_cache_dir
-from harness.plugins import Task, TaskData
+from harness.plugins import Task, TaskData, check_positive_ints
 from harness.registry import tasks
 from wsfm.training import TrainConfig
 from wsfm.unet import TimeUNet
@@ -73,10 +73,7 @@ class ImageTask(Task):
     n_pairs = 10_000
 
     def __post_init__(self) -> None:
-        for name in ("gan_steps", "gan_width", "pca_components"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        check_positive_ints(self, "gan_steps", "gan_width", "pca_components")
         self.mults = tuple(int(m) for m in self.mults)
         if self.base < 1 or self.time_dim < 2 or not self.mults or min(self.mults) < 1:
             raise ValueError(

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.plugins import Task, TaskData
+from harness.plugins import Task, TaskData, check_positive_ints
 from harness.registry import tasks
 from harness.text.alphabet import VOCAB_SIZE
 from wsfm.training import TrainConfig
@@ -68,11 +68,8 @@ class TextTask(Task):
     train_config = TrainConfig(steps=1000, batch_size=64, lr=1e-3)
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "n_train", "n_test", "d_model", "n_layer", "n_head",
-                     "judge_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        check_positive_ints(self, "seq_len", "n_train", "n_test", "d_model", "n_layer",
+                            "n_head", "judge_samples")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
         if self.refiner_name not in REFINERS:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugins import Draft
+from harness.plugins import Draft, check_positive_ints
 from harness.registry import drafts
 from harness.text.alphabet import VOCAB_SIZE
 from wsfm.training import TrainConfig, optimise
@@ -77,10 +77,7 @@ class LSTMDraft(Draft):
     version = "1"
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "layers", "embed", "steps", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        check_positive_ints(self, "hidden", "layers", "embed", "steps", "batch_size")
         for name in ("lr", "temperature"):
             value = getattr(self, name)
             if (not isinstance(value, int | float) or isinstance(value, bool)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from harness.cache import tensor_sha256
 from harness.errors import ConfigError
-from harness.plugins import Metric
+from harness.plugins import Metric, check_positive_ints
 from harness.registry import metrics
 from harness.text.alphabet import ALPHABET, VOCAB_SIZE, decode_batch
 from harness.text.draft import START_ID, CharLSTM, teacher_inputs
@@ -101,13 +101,6 @@ def _fast_texts(x: torch.Tensor) -> list[str]:
     return [row.tobytes().decode("ascii") for row in rows]
 
 
-def _positive_int(owner: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(owner, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 # --- judge language model -------------------------------------------------------------------
 
 _JUDGE_RESULTS: dict[tuple[Any, ...], dict[str, float]] = {}
@@ -157,9 +150,9 @@ class JudgeNLL(Metric):
     result_key = "mean_nll"
 
     def __post_init__(self) -> None:
-        _positive_int(self, "batch_size")
+        check_positive_ints(self, "batch_size")
         if self.max_samples is not None:
-            _positive_int(self, "max_samples")
+            check_positive_ints(self, "max_samples")
         if not isinstance(self.judge, str) or not self.judge:
             raise ValueError(f"judge must be 'smollm2' or a local model path, got {self.judge!r}")
 
@@ -212,7 +205,7 @@ class CharNLL(Metric):
     version = "1"
 
     def __post_init__(self) -> None:
-        _positive_int(self, "embed", "hidden", "layers", "steps", "batch_size")
+        check_positive_ints(self, "embed", "hidden", "layers", "steps", "batch_size")
         if (isinstance(self.lr, bool) or not isinstance(self.lr, int | float)
                 or not math.isfinite(self.lr) or self.lr <= 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
@@ -278,7 +271,7 @@ class DistinctN(Metric):
     higher_is_better = True
 
     def __post_init__(self) -> None:
-        _positive_int(self, "n")
+        check_positive_ints(self, "n")
 
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
                 stats: dict[str, torch.Tensor] | None = None) -> float:
@@ -299,7 +292,7 @@ class SelfBLEU(Metric):
     higher_is_better = False
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_order", "max_samples")
+        check_positive_ints(self, "max_order", "max_samples")
         if self.max_samples < 2:
             raise ValueError(f"max_samples must be at least 2, got {self.max_samples}")
 
