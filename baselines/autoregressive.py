@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugins import Method, SamplingPlan, Task, check_positive_ints
-from harness.registry import methods
-from wsfm.training import TrainConfig, optimise
+from harness.checks import check_positive_ints
+from harness.nn.training import TrainConfig, count_parameters, optimise
+from harness.plugins import Method, SamplingPlan, Task
 
 if TYPE_CHECKING:
     from harness.context import CellContext
@@ -181,21 +181,11 @@ def sample_tokens(
     return torch.stack(out, dim=1)
 
 
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
 # The image model's size when no option sets it; text models take the task's ``net_size``.
 IMAGE_SIZE = {"n_layer": 2, "n_head": 4, "d_model": 64}
 SIZE_KEYS = tuple(IMAGE_SIZE)
 
 
-def is_text(task: Task) -> bool:
-    """A discrete task whose tokens are modelled directly (text): ``vocab_size`` is set."""
-    return getattr(task, "vocab_size", None) is not None
-
-
-@methods.register("ar")
 @dataclass
 class Autoregressive(Method):
     """Autoregressive transformer, one network call per token (NFE = sequence length).
@@ -238,7 +228,7 @@ class Autoregressive(Method):
 
     def size(self, task: Task) -> dict[str, int]:
         """{"n_layer", "n_head", "d_model"}: the options, else the task's (text) or defaults."""
-        if is_text(task):
+        if task.discrete:
             base = getattr(task, "net_size", None) or {}
             missing = [k for k in SIZE_KEYS if getattr(self, k) is None and k not in base]
             if missing:
@@ -258,7 +248,7 @@ class Autoregressive(Method):
         return size
 
     def check_task(self, task: Task) -> None:
-        if task.modality != "images" and not is_text(task):
+        if task.modality != "images" and not task.discrete:
             raise ValueError(
                 f"method 'ar' models images (quantised pixels) or text (a task with "
                 f"vocab_size set); task modality is {task.modality!r}"
@@ -268,7 +258,7 @@ class Autoregressive(Method):
     def _sequences(self, ctx: CellContext) -> tuple[torch.Tensor, int]:
         """The training split as token sequences (N, T), and the vocabulary size."""
         data = ctx.data.train
-        if is_text(ctx.task):
+        if ctx.task.discrete:
             vocab = int(ctx.task.vocab_size)
             if data.ndim != 2 or data.dtype != torch.long:
                 raise ValueError(f"method 'ar' needs text as token ids (N, L), got "
@@ -298,7 +288,7 @@ class Autoregressive(Method):
         key = {"architecture": "nanogpt", "version": self.version, "levels": vocab, **size,
                "dropout": self.dropout, "steps": self.steps, "batch_size": self.batch_size,
                "lr": self.lr, "seq_len": seq.shape[1]}
-        if is_text(ctx.task):
+        if ctx.task.discrete:
             key["tokens"] = "text"  # characters, not quantised pixels
 
         def make() -> ARTransformer:
@@ -308,7 +298,7 @@ class Autoregressive(Method):
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
         net = self.network(ctx)
-        text = is_text(ctx.task)
+        text = ctx.task.discrete
         shape = tuple(ctx.data.train.shape[1:])
         seq_len = net.seq_len
         device = ctx.device

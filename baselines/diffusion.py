@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from harness.nn.training import optimise
 from harness.plugins import Method, SamplingPlan
-from harness.registry import methods
-from wsfm.training import optimise
 
 if TYPE_CHECKING:
     from harness.context import CellContext
@@ -107,7 +106,6 @@ class _Diffusion(Method):
         return "ancestral" if self.ancestral else "eta=0"
 
 
-@methods.register("ddpm")
 @dataclass
 class DDPM(_Diffusion):
     """DDPM ancestral sampling, epsilon-prediction, N steps (N network calls)."""
@@ -115,7 +113,6 @@ class DDPM(_Diffusion):
     ancestral = True
 
 
-@methods.register("ddim")
 @dataclass
 class DDIM(_Diffusion):
     """DDIM deterministic sampling (eta = 0) on the same epsilon network, N calls."""

@@ -5,15 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.plugins import Method, SamplingPlan, Task
-from harness.registry import methods
-from wsfm.methods import _check_draft
+from harness.plugins import Method, SamplingPlan, Task, check_draft
 
 if TYPE_CHECKING:
     from harness.context import CellContext
 
 
-@methods.register("draft-only")
 @dataclass
 class DraftOnly(Method):
     """The draft's samples as they are (no refinement): the quality floor."""
@@ -23,7 +20,7 @@ class DraftOnly(Method):
     uses_budget = False
 
     def check_task(self, task: Task) -> None:
-        _check_draft(task, self.draft)
+        check_draft(task, self.draft)
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
         draft = ctx.draft(self.draft)

@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.nn.training import optimise
 from harness.plugins import Method, SamplingPlan, Task
-from harness.registry import methods
-from wsfm.training import optimise
 
 if TYPE_CHECKING:
     from harness.context import CellContext
@@ -119,7 +118,6 @@ def sample(
     return x
 
 
-@methods.register("masked-diffusion")
 @dataclass
 class MaskedDiffusion(Method):
     """Absorbing-state (masked) discrete diffusion on the task's own network (text only).
@@ -143,7 +141,7 @@ class MaskedDiffusion(Method):
             raise ValueError(f"temperature={value!r} must be a positive number")
 
     def check_task(self, task: Task) -> None:
-        if task.vocab_size is None:
+        if not task.discrete:
             raise ValueError(
                 f"method 'masked-diffusion' needs a discrete (text) task with vocab_size set; "
                 f"task modality is {task.modality!r}"

@@ -6,7 +6,7 @@
 One TimeMLP (eval, no_grad), one input batch, one explicit grid time_grid(0.0, N) (float64,
 as the harness builds it). Variants: harness = solvers.integrate(CountingNetwork(net), ...)
 as the runner calls it; bare = an inline loop of network calls (the floor); torchdiffeq =
-odeint(..., method="euler") on the same grid (Euler only). Timed with harness.timing.Clock
+odeint(..., method="euler") on the same grid (Euler only). Timed with harness.run.timing.Clock
 (CUDA events on GPU), after warm-up, repeats interleaved (ABCABC...).
 """
 
@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 import torch
 
-from harness.nfe import CountingNetwork
-from harness.timing import Clock, Timing
+from harness.nn.mlp import TimeMLP
+from harness.run.nfe import CountingNetwork
+from harness.run.timing import Clock, Timing
 from wsfm import solvers
-from wsfm.networks import TimeMLP
 from wsfm.schedule import time_grid
 
 Run = Callable[[], tuple[torch.Tensor, int]]  # one sampling run -> (final x, network calls)

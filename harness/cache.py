@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from harness import atomic
 from harness.errors import ConfigError
+from harness.records import atomic
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".pt", ".json", ".lock")

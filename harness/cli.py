@@ -34,7 +34,7 @@ def parse_method(text: str) -> dict[str, Any]:
 
 
 def build_suite(args: argparse.Namespace):
-    from harness.suite import DEFAULT_SUITE, parse_suite, read_suite_file
+    from harness.run.suite import DEFAULT_SUITE, parse_suite, read_suite_file
 
     if args.suite is None and (args.task or args.method):
         if not (args.task and args.method):
@@ -66,8 +66,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.cache import Cache
-    from harness.records import load_run
-    from harness.runner import run_suite
+    from harness.records.store import load_run
+    from harness.run.runner import run_suite
 
     suite = build_suite(args)  # every check happens here, before anything is written
     run_dir = run_suite(suite, out_dir=args.out, run_id=args.run_id,
@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         progress=not args.quiet)
     print(f"records: {run_dir / 'records.csv'}")
     if not args.no_report:
-        from harness.report import write_report
+        from harness.report.document import write_report
 
         print(f"report:  {write_report(run_dir)}")
     return _exit_code(load_run(run_dir))
@@ -91,7 +91,7 @@ def _exit_code(df) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_report
+    from harness.report.document import write_report
 
     print(f"report: {write_report(args.run_dir)}")
     return 0
@@ -129,8 +129,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     # Subcommands whose arguments live with their code: (name, module, help).
     for name, module, text in (
-        ("compare", "harness.compare", "compare two runs; exit 1 on any regression"),
-        ("figures", "harness.publish", "publication figures and LaTeX tables from a stored run"),
+        ("compare", "harness.analysis.compare", "compare two runs; exit 1 on any regression"),
+        ("figures", "harness.report.publish",
+         "publication figures and LaTeX tables from a stored run"),
         ("cache", "harness.cache", "list or clear cached models, drafts and pairs"),
     ):
         mod = importlib.import_module(module)

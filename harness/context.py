@@ -13,9 +13,9 @@ from torch import nn
 
 from harness import __version__
 from harness.cache import Cache, stable_hash, tensor_sha256
+from harness.nn.training import TrainConfig
 from harness.plugins import Draft, Metric, Task, TaskData, instantiate
 from harness.registry import drafts, refiners, tasks
-from wsfm.training import TrainConfig
 
 # Artefacts already loaded in this process, by (kind, key hash, device): cells of one run
 # that share a model (every budget of a method, say) load it once.

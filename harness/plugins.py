@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.registry import Registry
-from wsfm.training import TrainConfig
+from harness.nn.training import TrainConfig
+from harness.registry import Registry, drafts
 
 if TYPE_CHECKING:
     from harness.context import CellContext
@@ -55,6 +55,11 @@ class Task:
     metric_options: dict[str, dict[str, Any]] = {}
     samples_kept: int = 1000  # samples stored per cell (and held-out points per run) for plots
 
+    @property
+    def discrete(self) -> bool:
+        """Tokens (``vocab_size`` set): discrete paths, sources and samplers apply."""
+        return self.vocab_size is not None
+
     def load(self) -> TaskData:
         raise NotImplementedError
 
@@ -71,15 +76,6 @@ class Task:
         method (images: clamp and quantise to uint8 levels). Returns the samples and counts
         to record (e.g. {"clamped": n}); nothing is changed silently."""
         return samples, {}
-
-
-def check_positive_ints(owner: Any, *names: str) -> None:
-    """Raise ValueError naming the first of ``owner``'s options ``names`` that is not a
-    positive integer (for plugins' ``__post_init__``)."""
-    for name in names:
-        value = getattr(owner, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
 
 
 class Draft:
@@ -202,6 +198,26 @@ class Method:
     def label(self) -> str:
         """A short variant label from the options, e.g. 'draft=good,t0=0.9'."""
         return ",".join(f"{k}={v}" for k, v in self.options().items())
+
+    def advice_topic(self) -> str | None:
+        """What this method's advice before training is about (a warm start's draft), or None
+        when it gives none. Methods with the same topic on a task share one advice."""
+        return None
+
+    def advise(self, ctx: CellContext) -> dict[str, Any]:
+        """Advice from the task's data alone, asked once per task and topic at the suite's
+        first seed before any cell runs (a warm start's t0 for its draft): a JSON-able dict
+        that the run stores in advisor.json and the report shows ("t0": the advised start)."""
+        raise NotImplementedError
+
+
+def check_draft(task: Task, draft: str) -> None:
+    """Raise ValueError unless ``draft`` is one of the task's drafts or a draft plugin."""
+    if draft not in task.drafts and draft not in drafts:
+        raise ValueError(
+            f"draft {draft!r} is neither one of the task's drafts "
+            f"({', '.join(task.drafts)}) nor a draft plugin"
+        )
 
 
 def instantiate(registry: Registry, name: str, options: dict[str, Any]) -> Any:

@@ -1,49 +1,35 @@
 """Plugin registry: one `Registry` per plugin kind (task, method, draft, refiner, metric).
 
-Built-in plugins register themselves with a decorator when their module is imported;
-third-party packages add plugins through entry points (one group per kind, for example
-``wsfm_bench.methods``), which are loaded lazily, the first time a registry is asked for
-a name it does not know or for its full listing.
+Every plugin, built-in or third-party, is found the same way: through an entry point of its
+package, one group per kind (``wsfm_bench.tasks``, ``wsfm_bench.methods``, ...). The
+built-ins are declared in wsfm-bench's own pyproject.toml exactly as another package
+declares its plugins; the host (this package) imports no plugin module by name:
+
+    [project.entry-points."wsfm_bench.methods"]
+    my-method = "my_pkg.plugins:MyMethod"
+
+An entry point is loaded (its module imported) only when its name is asked for, or when
+the whole listing is. Code can also register a plugin in-process (tests, notebooks):
 
     @methods.register("my-method")
     class MyMethod: ...
 
-An entry point ``my-method = my_pkg.plugins:MyMethod`` registers the object it points at
-under the entry point's name (unless importing the module already registered it).
+Two plugins under one name (two packages, or a package and an in-process registration)
+are an error naming both owners.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
 from harness.errors import RegistryError
 
 T = TypeVar("T")
-
-# Modules whose import registers the built-in plugins.
-BUILTIN_MODULES = (
-    "harness.tasks.toy2d",
-    "harness.tasks.images",
-    "harness.tasks.text",
-    "harness.drafts",
-    "harness.image_drafts",
-    "harness.text.draft",
-    "harness.refiners",
-    "harness.text.refiners",
-    "harness.metrics.points",
-    "harness.metrics.fidelity",
-    "harness.text.metrics",
-    "wsfm.methods",
-    "baselines.diffusion",
-    "baselines.draft_only",
-    "baselines.autoregressive",
-    "baselines.masked_diffusion",
-)
+DISTRIBUTION = "wsfm-bench"  # the package whose entry points hold the built-in plugins
 
 
 @dataclass(frozen=True)
@@ -66,6 +52,10 @@ def _owner_of(obj: Any) -> str:
     return getattr(obj, "__module__", None) or type(obj).__module__
 
 
+def _ep_owner(ep: EntryPoint) -> str:
+    return f"{ep.dist.name if ep.dist else '?'} (entry point {ep.value})"
+
+
 class Registry:
     """Plugins of one kind, by name."""
 
@@ -73,13 +63,12 @@ class Registry:
         self.kind = kind
         self.group = group
         self._entries: dict[str, Entry] = {}
-        self._entry_points_loaded = False
-        self._loading_entry_points = False
+        self._points: dict[str, list[EntryPoint]] | None = None
 
     def register(
         self, name: str, *, description: str | None = None
     ) -> Callable[[T], T]:
-        """Decorator registering a class, function or object under ``name``."""
+        """Decorator registering a class, function or object under ``name`` in-process."""
 
         def decorate(obj: T) -> T:
             self.add(name, obj, description=description)
@@ -90,8 +79,11 @@ class Registry:
     def add(
         self, name: str, obj: Any, *, description: str | None = None, owner: str | None = None
     ) -> None:
+        """Register ``obj`` under ``name`` (in-process unless ``owner`` names an entry point)."""
         if not name or not isinstance(name, str):
             raise RegistryError(f"{self.kind} plugin names must be non-empty strings, got {name!r}")
+        if owner is None and name not in self._entries and name in self.entry_points():
+            self._load(name)  # a package's plugin of that name: the clash check below sees it
         owner = owner or _owner_of(obj)
         existing = self._entries.get(name)
         if existing is not None:
@@ -103,48 +95,54 @@ class Registry:
             )
         self._entries[name] = Entry(name, obj, description or _first_line(obj), owner)
 
-    def _load_entry_points(self) -> None:
-        if self._entry_points_loaded or self._loading_entry_points:
-            return
-        self._loading_entry_points = True
-        try:
+    def entry_points(self) -> dict[str, list[EntryPoint]]:
+        """The group's entry points by name (read from package metadata; nothing imported)."""
+        if self._points is None:
+            points: dict[str, list[EntryPoint]] = {}
             for ep in entry_points(group=self.group):
-                owner = f"{ep.dist.name if ep.dist else '?'} (entry point {ep.value})"
-                try:
-                    obj = ep.load()
-                except Exception as exc:  # a broken third-party plugin must say whose it is
-                    raise RegistryError(
-                        f"cannot load {self.kind} plugin {ep.name!r} from {owner}: {exc}"
-                    ) from exc
-                self.add(ep.name, obj, owner=owner)
-            self._entry_points_loaded = True
-        finally:
-            self._loading_entry_points = False
+                points.setdefault(ep.name, []).append(ep)
+            self._points = points
+        return self._points
+
+    def _load(self, name: str) -> None:
+        """Load the entry point(s) named ``name`` into the registry (once)."""
+        points = self.entry_points().get(name, [])
+        if len(points) > 1:
+            owners = " and by ".join(_ep_owner(ep) for ep in points)
+            raise RegistryError(f"{self.kind} plugin {name!r} is registered twice: by {owners}; "
+                                "uninstall or rename one of them")
+        for ep in points:
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken third-party plugin must say whose it is
+                raise RegistryError(
+                    f"cannot load {self.kind} plugin {name!r} from {_ep_owner(ep)}: {exc}"
+                ) from exc
+            self.add(name, obj, owner=_ep_owner(ep))
 
     def get(self, name: str) -> Any:
         """The plugin object registered under ``name``; a clear error if there is none."""
         return self.entry(name).obj
 
     def entry(self, name: str) -> Entry:
-        load_builtins()
         if name not in self._entries:
-            self._load_entry_points()
+            self._load(str(name))
         if name not in self._entries:
-            close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.5)
+            known = self.names()
+            close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise RegistryError(
-                f"unknown {self.kind} {name!r}{hint} (known: {', '.join(sorted(self._entries))}; "
-                f"`wsfm-bench list` shows all)"
+                f"unknown {self.kind} {name!r}{hint} (known: {', '.join(known) or 'none'}; "
+                f"`wsfm-bench list` shows all){_install_hint()}"
             )
         return self._entries[name]
 
     def names(self) -> list[str]:
-        load_builtins()
-        self._load_entry_points()
-        return sorted(self._entries)
+        """Every name, in-process and from entry points (nothing is loaded)."""
+        return sorted(set(self._entries) | set(self.entry_points()))
 
     def __iter__(self) -> Iterator[Entry]:
-        return (self._entries[n] for n in self.names())
+        return (self.entry(n) for n in self.names())
 
     def __contains__(self, name: object) -> bool:
         try:
@@ -152,6 +150,16 @@ class Registry:
         except RegistryError:
             return False
         return True
+
+
+def _install_hint() -> str:
+    """Why no built-in is known, when wsfm-bench's own entry points are missing."""
+    ours = [ep for ep in entry_points(group="wsfm_bench.methods")
+            if ep.dist is not None and ep.dist.name == DISTRIBUTION]
+    if ours:
+        return ""
+    return ("; wsfm-bench's built-in plugins are declared as entry points, so the package must "
+            "be installed: pip install -c constraints.txt -e .")
 
 
 tasks = Registry("task", "wsfm_bench.tasks")
@@ -163,15 +171,3 @@ metrics = Registry("metric", "wsfm_bench.metrics")
 REGISTRIES: dict[str, Registry] = {
     r.kind: r for r in (tasks, methods, drafts, refiners, metrics)
 }
-
-_builtins_loaded = False
-
-
-def load_builtins() -> None:
-    """Import the modules that register the built-in plugins (once)."""
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)

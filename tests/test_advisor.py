@@ -1,5 +1,6 @@
-"""The t0 advisor (issue 5 part 5): from samples alone, a later t0 for a better draft, on
-points, images and text; its run-level hook writes advisor.json before any training."""
+"""The t0 advisor (wsfm.advisor): from samples alone, a later t0 for a better draft, on
+points, images and text; the warm starts' advise hook runs before any training and the run
+writes advisor.json (harness.run.advice)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import tomllib
 import pytest
 import torch
 
-from harness import advisor
 from harness.cache import Cache
 from harness.plugins import instantiate
 from harness.registry import drafts, tasks
-from harness.suite import parse_suite
+from harness.run.suite import parse_suite
+from wsfm import advisor
 
 COARSE = (0.1, 0.3, 0.5, 0.7, 0.9)
 
@@ -91,7 +92,7 @@ def test_text_shaped_inputs() -> None:
     poor = advisor.advise_t0(uniform, data, torch.Generator().manual_seed(0), **kw)
     assert good["t0"] == 0.9
     assert poor["t0"] is None or poor["t0"] <= 0.3
-    masked = advisor.noise_path(data, 0.25, torch.Generator().manual_seed(0), 27)
+    masked = advisor.noised(data, 0.25, torch.Generator().manual_seed(0), 27)
     assert masked.dtype == torch.long and int(masked.max()) == 27
     assert abs(float((masked == 27).float().mean()) - 0.75) < 0.02
     assert torch.equal(masked[masked != 27], data[masked != 27])
@@ -102,10 +103,18 @@ def test_text_shaped_inputs() -> None:
 def test_continuous_noise_path_and_isotonic() -> None:
     x = torch.ones(4, 3)
     eps = torch.randn((4, 3), generator=torch.Generator().manual_seed(5))
-    out = advisor.noise_path(x, 0.3, torch.Generator().manual_seed(5))
+    out = advisor.noised(x, 0.3, torch.Generator().manual_seed(5))
     assert torch.allclose(out, 0.3 * x + 0.7 * eps)
     assert advisor.isotonic([0.5, 0.47, 0.6, 0.5, 0.7]) == pytest.approx(
         [0.485, 0.485, 0.55, 0.55, 0.7])
+
+
+def test_binomial_quantile_is_exact() -> None:
+    from scipy import stats as sps
+
+    for n in (1, 10, 1200, 4000):
+        for q in (0.01, 0.5, 0.95, 1 - 0.05 / 19, 0.999):
+            assert advisor.binomial_quantile(q, n) == int(sps.binom.ppf(q, n, 0.5)), (q, n)
 
 
 def test_bad_inputs() -> None:
@@ -146,24 +155,26 @@ t0 = 0.5
 
 
 def test_run_suite_writes_advice_before_training(tmp_path) -> None:
-    from harness import runner
-    from harness.report import write_report
+    from harness.records.store import ADVICE_FILE, advised_t0, read_advice
+    from harness.report.document import write_report
+    from harness.run import runner
+    from harness.run.advice import advise_run
 
     suite = parse_suite(tomllib.loads(SUITE), "test suite")
     cache = Cache(tmp_path / "cache")
     run_dir = runner.run_suite(suite, tmp_path / "results", cache=cache, progress=False)
-    saved = json.loads((run_dir / advisor.ADVICE_FILE).read_text())
+    saved = json.loads((run_dir / ADVICE_FILE).read_text())
     # Only the warm-start methods' drafts (draft-only has no t0), at the first seed.
     assert saved["seed"] == 0 and set(saved["tasks"]["two-moons"]) == {"poor"}
-    poor = advisor.read_advice(run_dir)["two-moons"]["poor"]
+    poor = read_advice(run_dir)["two-moons"]["poor"]
     assert poor["t0"] is None or 0 < poor["t0"] < 1
     assert len(poor["accuracy"]) == len(advisor.GRID)
     # The advice is cached: a second call builds nothing.
     misses = cache.misses
-    advisor.advise_run(suite, run_dir, cache, progress=False)
+    advise_run(suite, run_dir, cache, progress=False)
     assert cache.misses == misses
     md = write_report(run_dir).read_text()
     pick = "none (distinguishable at every t)" if poor["t0"] is None else f"{poor['t0']:g}"
     assert f"| two-moons | poor | {pick} |" in md
-    assert advisor.advised_t0(poor) == poor["t0"] and advisor.advised_t0(None) is None
-    assert advisor.read_advice(tmp_path) == {}
+    assert advised_t0(poor) == poor["t0"] and advised_t0(None) is None
+    assert read_advice(tmp_path) == {}

@@ -25,11 +25,11 @@ from baselines.autoregressive import (
 from harness.cache import Cache
 from harness.context import CellContext
 from harness.errors import ConfigError
-from harness.nfe import CountingNetwork
 from harness.plugins import Task, TaskData, instantiate
 from harness.registry import methods, tasks
-from harness.runner import run_cell
-from harness.suite import Cell
+from harness.run.cell import Cell
+from harness.run.nfe import CountingNetwork
+from harness.run.runner import run_cell
 
 LEVELS = 16
 # A tiny model: a few seconds of training on one thread.

@@ -12,14 +12,18 @@ import tomllib
 import pytest
 import torch
 
-from harness import budgets, context, records, runner
-from harness.budgets import Costs, probe_costs, select_steps, time_plan
+from harness import context
 from harness.cache import Cache
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.plugins import SamplingPlan
-from harness.report import write_report
-from harness.suite import Cell, TimeCell, expand_cells, parse_suite
+from harness.records import store as records
+from harness.report.document import write_report
+from harness.run import budgets, runner
+from harness.run.budgets import Costs, probe_costs, select_steps
+from harness.run.cell import Cell, TimeCell
+from harness.run.measure import time_plan
+from harness.run.suite import expand_cells, parse_suite
 from tests.conftest import TINY_SUITE
 from wsfm.schedule import num_steps
 
@@ -82,7 +86,8 @@ class FakeMethod:
 
 def _probe(method: FakeMethod, clock: FakeClock) -> budgets.Probe:
     def timed(plan):
-        return time_plan(plan, 8, clock.time, lambda: torch.Generator().manual_seed(0), 1, 3)
+        return time_plan(plan, plan.network, 8, clock.time,
+                         lambda: torch.Generator().manual_seed(0), 1, 3)
     return probe_costs(method, None, timed)
 
 

@@ -67,7 +67,7 @@ def test_keys_are_stable_and_json_able(tmp_path) -> None:
 
 
 def test_keys_change_with_every_input(tmp_path, monkeypatch) -> None:
-    from harness.drafts import GaussianMixtureDraft
+    from harness.points.drafts import GaussianMixtureDraft
 
     ctx = _ctx(tmp_path)
     base = _keys(ctx)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.cache import Cache
-from harness.timing import Clock
+from harness.run.timing import Clock
 
 
 def test_cache_builds_once_and_keys_by_content(tmp_path) -> None:
@@ -45,9 +45,9 @@ def test_cpu_clock_measures_elapsed_time() -> None:
 def test_cuda_run_end_to_end(tmp_path) -> None:
     import tomllib
 
-    from harness import runner
-    from harness.records import load_run
-    from harness.suite import parse_suite
+    from harness.records.store import load_run
+    from harness.run import runner
+    from harness.run.suite import parse_suite
     from tests.conftest import TINY_SUITE
 
     data = tomllib.loads(TINY_SUITE + '[[methods]]\nname = "ws-fm"\nt0 = 0.75\n'

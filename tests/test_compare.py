@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.compare import Tol, Tolerances, add_arguments, compare_runs, run
+from harness.analysis.compare import Tol, Tolerances, add_arguments, compare_runs, run
 from harness.errors import ConfigError, RunDirError
-from harness.records import write_cell
+from harness.records.store import write_cell
 
 SEEDS = [0, 1, 2]
 NOISE = {0: -0.01, 1: 0.0, 2: 0.01}  # sd 0.01 over three seeds
@@ -24,7 +24,7 @@ def _timing(seconds: float) -> dict:
 
 
 def _record(method: str, seed: int, n: int = 20, t0: float | None = None) -> dict:
-    """A cell record valid under the results schema (harness/schemas/record.schema.json)."""
+    """A cell record valid under the results schema (harness/records/schemas/record.schema.json)."""
     warm = method == "ws-fm"
     k = math.ceil(round((1 - t0) * n, 9)) if warm else n
     variant = f"good t0={t0} draft scratch euler" if warm else "solver=euler"

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import runner
-from harness.costmodel import (
+from harness.analysis.costmodel import (
     FIT_COLUMNS,
     fit_cost_model,
     fit_line,
@@ -20,8 +19,9 @@ from harness.costmodel import (
     predict,
     predict_cells,
 )
-from harness.report_cost import cost_model_section
-from harness.timing import Timing
+from harness.report.cost import cost_model_section
+from harness.run import runner
+from harness.run.timing import Timing
 from wsfm import theory
 
 C, F = 2.5e-4, 3e-3  # seconds per call, fixed seconds per batch

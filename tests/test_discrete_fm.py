@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.nfe import CountingNetwork
+from harness.nn.training import TrainConfig, optimise
+from harness.nn.transformer import TokenTransformer
+from harness.run.nfe import CountingNetwork
 from wsfm import solvers
+from wsfm.loss import flow_matching_loss
 from wsfm.paths import MixturePath, make_path
 from wsfm.schedule import time_grid
 from wsfm.sources import MaskedDraftSource, MaskSource, make_source
-from wsfm.training import TrainConfig, flow_matching_loss, optimise
-from wsfm.transformer import TokenTransformer
 
 V, MASK, L = 5, 5, 12
 

@@ -1,10 +1,9 @@
-"""Tests for the torch-fidelity image metrics in harness.metrics.fidelity (offline)."""
+"""Tests for the torch-fidelity image metrics in harness.images.metrics (offline)."""
 
 from __future__ import annotations
 
 import importlib
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,10 +15,11 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY  # noqa: E402
 
 from harness.cache import Cache  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
-from harness.metrics import fidelity as F  # noqa: E402
+from harness.images import extractor as X  # noqa: E402
+from harness.images import metrics as F  # noqa: E402
+from harness.images.task import to_uint8  # noqa: E402
 from harness.plugins import instantiate  # noqa: E402
 from harness.registry import metrics  # noqa: E402
-from harness.tasks.images import to_uint8  # noqa: E402
 
 NAMES = ("fid", "kid", "isc", "fidelity-precision", "fidelity-recall")
 N = 400
@@ -28,7 +28,7 @@ N = 400
 @pytest.fixture(scope="module")
 def digits() -> dict[str, torch.Tensor]:
     """Two disjoint sets of real digits, and uniform noise, all (N, 1, 8, 8) in [-1, 1]."""
-    images, _ = F.load_digits_data()
+    images, _ = X.load_digits_data()
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(images), generator=gen)
     return {"a": images[perm[:N]], "b": images[perm[N : 2 * N]],
@@ -38,7 +38,7 @@ def digits() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
     """The digits extractor, trained once per worker into a temporary cache."""
-    return F.domain_extractor_state((1, 8, 8), 0, Cache(tmp_path_factory.mktemp("cache")))
+    return X.domain_extractor_state((1, 8, 8), 0, Cache(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(scope="module")
@@ -112,36 +112,36 @@ def _tiny_data() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_extractor_is_deterministic_and_cached_by_data_hash(tmp_path, monkeypatch) -> None:
     images, labels = _tiny_data()
-    one = F.train_domain_extractor(images, labels, seed=5)
-    two = F.train_domain_extractor(images, labels, seed=5)
+    one = X.train_domain_extractor(images, labels, seed=5)
+    two = X.train_domain_extractor(images, labels, seed=5)
     assert all(torch.equal(one[k], two[k]) for k in one)
-    other = F.train_domain_extractor(images, labels, seed=6)
+    other = X.train_domain_extractor(images, labels, seed=6)
     assert not torch.equal(one["head.1.weight"], other["head.1.weight"])
 
-    monkeypatch.setitem(F.EXTRACTOR_DATA, (1, 4, 4), ("tiny", _tiny_data))
-    monkeypatch.setattr(F, "_STATES", {})
+    monkeypatch.setitem(X.EXTRACTOR_DATA, (1, 4, 4), ("tiny", _tiny_data))
+    monkeypatch.setattr(X, "_STATES", {})
     cache = Cache(tmp_path / "c")
-    built = F.domain_extractor_state((1, 4, 4), 5, cache)
+    built = X.domain_extractor_state((1, 4, 4), 5, cache)
     assert cache.misses == 1 and len(list((tmp_path / "c" / "extractors").glob("*.pt"))) == 1
     assert all(torch.equal(built[k], one[k]) for k in one)
-    monkeypatch.setattr(F, "_STATES", {})
-    again = F.domain_extractor_state((1, 4, 4), 5, cache)
+    monkeypatch.setattr(X, "_STATES", {})
+    again = X.domain_extractor_state((1, 4, 4), 5, cache)
     assert cache.hits == 1 and all(torch.equal(again[k], one[k]) for k in one)
-    monkeypatch.setitem(F.EXTRACTOR_DATA, (1, 4, 4), ("tiny", lambda: (images.flip(0), labels)))
-    F.domain_extractor_state((1, 4, 4), 5, cache)  # other data, other key: trained again
+    monkeypatch.setitem(X.EXTRACTOR_DATA, (1, 4, 4), ("tiny", lambda: (images.flip(0), labels)))
+    X.domain_extractor_state((1, 4, 4), 5, cache)  # other data, other key: trained again
     assert cache.misses == 2
 
 
 def test_registers_once_per_process(state) -> None:
-    name = F.register_domain_extractor(state)
-    assert F.register_domain_extractor(state) == name  # second registration: no error
-    assert name in FEATURE_EXTRACTORS_REGISTRY and name in F._REGISTERED
-    F._REGISTERED.discard(name)  # as after a re-import: torch-fidelity still holds the name
-    assert F.register_domain_extractor(state) == name
-    assert importlib.import_module("harness.metrics.fidelity") is F
+    name = X.register_domain_extractor(state)
+    assert X.register_domain_extractor(state) == name  # second registration: no error
+    assert name in FEATURE_EXTRACTORS_REGISTRY and name in X._REGISTERED
+    X._REGISTERED.discard(name)  # as after a re-import: torch-fidelity still holds the name
+    assert X.register_domain_extractor(state) == name
+    assert importlib.import_module("harness.images.metrics") is F
     changed = {k: v.clone() for k, v in state.items()}
     changed["head.1.bias"] += 1.0
-    assert F.register_domain_extractor(changed) != name  # other weights, other name
+    assert X.register_domain_extractor(changed) != name  # other weights, other name
 
 
 def test_unknown_shape_uses_random_features(digits) -> None:
@@ -208,6 +208,6 @@ def test_gpu_matches_cpu(digits, state, results) -> None:
 
 
 def test_metric_module_path_is_a_builtin() -> None:
-    assert "harness.metrics.fidelity" in importlib.import_module("harness.registry").BUILTIN_MODULES
-    assert Path(F.__file__).name == "fidelity.py"
+    owners = {metrics.entry(name).owner for name in NAMES}
+    assert all(o.startswith("wsfm-bench (entry point harness.images.metrics:") for o in owners)
     assert set(NAMES) <= set(metrics.names())

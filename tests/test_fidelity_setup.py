@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from harness.cache import Cache
-from harness.metrics import fidelity
+from harness.images import extractor
+from harness.images import metrics as fidelity
 from harness.registry import tasks
 
 
@@ -13,14 +14,14 @@ def test_extractor_comes_from_the_training_split_and_is_cached(tmp_path) -> None
     data = tasks.get("digits")(n_test=300).load()
     assert data.train_labels is not None and len(data.train_labels) == len(data.train)
     cache = Cache(tmp_path)
-    fidelity._STATES.clear()
-    state = fidelity.domain_extractor_for_task(data.train, data.train_labels, 0, cache)
+    extractor._STATES.clear()
+    state = extractor.domain_extractor_for_task(data.train, data.train_labels, 0, cache)
     assert cache.misses == 1
-    fidelity._STATES.clear()  # a new process: loaded from disk, identical
-    again = fidelity.domain_extractor_for_task(data.train, data.train_labels, 0, cache)
+    extractor._STATES.clear()  # a new process: loaded from disk, identical
+    again = extractor.domain_extractor_for_task(data.train, data.train_labels, 0, cache)
     assert cache.hits == 1 and all(torch.equal(state[k], again[k]) for k in state)
     other = tasks.get("digits")(n_test=300, data_seed=1).load()  # another split: another net
-    fidelity.domain_extractor_for_task(other.train, other.train_labels, 0, cache)
+    extractor.domain_extractor_for_task(other.train, other.train_labels, 0, cache)
     assert cache.misses == 2
 
 

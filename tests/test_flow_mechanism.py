@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harness.nfe import CountingNetwork
+from harness.run.nfe import CountingNetwork
 from wsfm import solvers, theory
 from wsfm.paths import AffinePath
 from wsfm.schedule import num_steps, time_grid

@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from harness.errors import ConfigError
-from harness.image_drafts import DCGANDraft, PCAGaussianDraft
+from harness.images.drafts import DCGANDraft, PCAGaussianDraft
 from harness.plugins import instantiate
 from harness.registry import drafts
 

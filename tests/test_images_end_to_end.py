@@ -6,11 +6,11 @@ import tomllib
 
 import pytest
 
-from harness import runner
 from harness.cache import Cache
-from harness.records import load_run, read_cells
-from harness.report import write_report
-from harness.suite import parse_suite
+from harness.records.store import load_run, read_cells
+from harness.report.document import write_report
+from harness.run import runner
+from harness.run.suite import parse_suite
 
 SUITE = """
 name = "tiny-digits"

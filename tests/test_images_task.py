@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from harness.images.task import ImageTask, from_uint8, to_uint8
+from harness.nn.training import count_parameters
+from harness.nn.unet import TimeUNet
 from harness.registry import tasks
-from harness.tasks.images import ImageTask, from_uint8, to_uint8
-from wsfm.unet import TimeUNet, count_parameters
 
 
 def on_uint8_grid(x: torch.Tensor) -> bool:

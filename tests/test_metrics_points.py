@@ -1,11 +1,11 @@
-"""Tests for the point-cloud metrics in harness.metrics.points."""
+"""Tests for the point-cloud metrics in harness.points.metrics."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from harness.metrics.points import (
+from harness.points.metrics import (
     EnergyDistance,
     KNNPrecision,
     KNNRecall,
@@ -133,7 +133,7 @@ def test_mmd_handles_identical_points() -> None:
 
 
 def test_chunked_pair_sums_match_dense(monkeypatch) -> None:
-    import harness.metrics.points as points
+    import harness.points.metrics as points
 
     x, y = _gaussian(8, n=300), _gaussian(9, n=200, shift=0.5)
     dense = EnergyDistance().compute(x, y, 0), MaximumMeanDiscrepancy().compute(x, y, 0)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import runner
 from harness.cache import Cache
 from harness.plugins import Method, SamplingPlan
-from harness.records import load_run, read_cells
+from harness.records.store import load_run, read_cells
 from harness.registry import methods
-from harness.suite import parse_suite
+from harness.run import runner
+from harness.run.suite import parse_suite
 from tests.conftest import TINY_SUITE
 
 
@@ -45,6 +45,6 @@ def test_nan_samples_are_counted_and_give_nan_metrics(tmp_path) -> None:
     assert records["ddim"]["nonfinite"] == 0  # the run went on
     df = load_run(run_dir)
     assert df[df.method == "ddim"]["value"].notna().all()
-    from harness.report import write_report
+    from harness.report.document import write_report
 
     assert "test-nan-method" in write_report(run_dir).read_text()

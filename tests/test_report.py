@@ -10,10 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.records import load_run, write_cell
-from harness.report import write_report
-from harness.schema import SCHEMA_VERSION
-from harness.stats import mean_ci, quality_matched_speedup, quality_matched_table, summarise
+from harness.analysis.stats import (
+    mean_ci,
+    quality_matched_speedup,
+    quality_matched_table,
+    summarise,
+)
+from harness.records.schema import SCHEMA_VERSION
+from harness.records.store import load_run, write_cell
+from harness.report.document import write_report
 
 SEEDS = [0, 1, 2]
 NOISE = {0: -0.01, 1: 0.0, 2: 0.01}  # sd 0.01 over the three seeds

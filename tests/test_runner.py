@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import records, runner
 from harness.cache import Cache
-from harness.records import load_run, load_samples
-from harness.suite import expand_cells, parse_suite
+from harness.records import store as records
+from harness.records.store import load_run, load_samples
+from harness.run import runner
+from harness.run.suite import expand_cells, parse_suite
 from wsfm.schedule import num_steps
 
 METHODS = """

@@ -13,11 +13,19 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from harness import records, runner, schema
 from harness.cache import Cache
 from harness.errors import RunDirError, SchemaError
-from harness.schema import SCHEMA_VERSION, SchemaVersionError, validate_manifest, validate_record
-from harness.suite import Cell, parse_suite
+from harness.records import schema
+from harness.records import store as records
+from harness.records.schema import (
+    SCHEMA_VERSION,
+    SchemaVersionError,
+    validate_manifest,
+    validate_record,
+)
+from harness.run import runner
+from harness.run.cell import Cell
+from harness.run.suite import parse_suite
 
 VERSION_ADVICE = "rerun the suite with this version, or read it with the wsfm-bench that wrote it"
 

@@ -11,22 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.records import COLUMNS, load_run
-from harness.report import write_report
-from harness.report_evidence import (
+from harness.analysis.resample import SMALL_N, bootstrap_ci, interval, parity_test, speedup_interval
+from harness.analysis.stats import mean_ci, quality_matched_speedup
+from harness.records.store import COLUMNS, load_run
+from harness.report.document import write_report
+from harness.report.evidence import (
     best_sweep_t0,
     parity_table,
     per_seed_table,
     speedup_sweep_table,
-)
-from harness.stats import (
-    SMALL_N,
-    bootstrap_ci,
-    interval,
-    mean_ci,
-    parity_test,
-    quality_matched_speedup,
-    speedup_interval,
 )
 from tests.test_report import run_dir  # noqa: F401  (the synthetic run folder fixture)
 

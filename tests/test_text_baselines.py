@@ -22,9 +22,9 @@ from baselines.masked_diffusion import (
 from harness.cache import Cache
 from harness.context import CellContext
 from harness.errors import ConfigError
-from harness.nfe import CountingNetwork
 from harness.plugins import Task, TaskData, instantiate
 from harness.registry import drafts, methods, tasks
+from harness.run.nfe import CountingNetwork
 from harness.text.alphabet import ALPHABET, MASK_ID, VOCAB_SIZE, decode, encode
 from harness.text.draft import LSTMDraft
 
@@ -316,8 +316,8 @@ def test_masked_diffusion_training_reduces_the_loss() -> None:
 
 
 def test_runner_counts_nfe_and_sees_deterministic_text(tmp_path) -> None:
-    from harness.runner import run_cell
-    from harness.suite import Cell
+    from harness.run.cell import Cell
+    from harness.run.runner import run_cell
 
     cell = Cell(task="md-test-text", task_options={}, method="masked-diffusion",
                 method_options={"schedule": "cosine"}, n_steps=5, seed=0, device="cpu",

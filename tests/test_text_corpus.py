@@ -322,7 +322,7 @@ def test_windows_errors(pydoc_text: str) -> None:
         make_windows("Not Normalised " * 100, seq_len=8, n_train=4, n_test=4, seed=0)
     with pytest.raises(CorpusError, match="not in the Text-8 alphabet"):
         make_windows("café " * 100, seq_len=8, n_train=4, n_test=4, seed=0)
-    with pytest.raises(CorpusError, match="seq_len=0 must be a positive integer"):
+    with pytest.raises(ConfigError, match="seq_len must be a positive integer, got 0"):
         make_windows(pydoc_text, seq_len=0, n_train=4, n_test=4, seed=0)
 
 

@@ -12,13 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from harness import machine, records, runner, timing
 from harness.cache import Cache
 from harness.errors import ConfigError
-from harness.nfe import CountingNetwork
-from harness.records import load_run, load_samples
-from harness.suite import Cell, expand_cells, parse_suite
-from harness.timing import (
+from harness.records import store as records
+from harness.records.store import load_run, load_samples
+from harness.run import machine, runner, timing
+from harness.run.cell import Cell
+from harness.run.nfe import CountingNetwork
+from harness.run.suite import expand_cells, parse_suite
+from harness.run.timing import (
     Clock,
     FirstCall,
     Timing,

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from harness.context import seeded_generator
-from harness.drafts import GaussianMixtureDraft
-from harness.refiners import NearestNeighbour
+from harness.points.drafts import GaussianMixtureDraft
+from harness.points.refiner import NearestNeighbour
 from harness.registry import tasks
-from harness.suite import Cell
+from harness.run.cell import Cell
 
 TOY = ["two-moons", "8gaussians", "checkerboard", "spirals"]
 
@@ -53,7 +53,7 @@ def test_gmm_draft_fits_samples_reproducibly_and_round_trips() -> None:
     # Eight components find the eight modes; one Gaussian puts mass in the empty centre.
     centre = lambda x: (x.norm(dim=1) < 0.5).float().mean()  # noqa: E731
     assert centre(x1) < 0.02 < centre(poor.sample(1000, seeded_generator(0, "s")))
-    with pytest.raises(ValueError, match="n_components=0"):
+    with pytest.raises(ValueError, match="n_components must be a positive integer, got 0"):
         GaussianMixtureDraft(0)
 
 

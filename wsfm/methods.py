@@ -13,37 +13,35 @@ from Gaussian noise, tokens (text, ``task.vocab_size`` set) the mixture path fro
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from harness.cache import stable_hash
-from harness.plugins import Draft, Method, SamplingPlan, Task
-from harness.registry import methods
-from wsfm import solvers
+from harness.context import seeded_generator
+from harness.nn.training import optimise
+from harness.plugins import Draft, Method, SamplingPlan, Task, check_draft
+from wsfm import advisor, solvers
+from wsfm.loss import flow_matching_loss
 from wsfm.paths import make_path
 from wsfm.schedule import check_start_time, time_grid
 from wsfm.sources import START_KINDS, Source, make_source
-from wsfm.training import flow_matching_loss, optimise
 
 if TYPE_CHECKING:
     from harness.context import CellContext
 
 
-def _discrete(task: Task) -> bool:
-    return task.vocab_size is not None
-
-
 def task_source(task: Task, kind: str, t0: float) -> Source:
     """Source ``kind`` for the task's data type (Gaussian noise or [MASK] tokens)."""
-    return make_source(kind, t0, mask_id=task.vocab_size if _discrete(task) else None)
+    return make_source(kind, t0, mask_id=task.vocab_size if task.discrete else None)
 
 
 def full_model(ctx: CellContext) -> nn.Module:
     """The full FM network for the context's task and seed (trained once, cached)."""
-    path = make_path(_discrete(ctx.task), 0.0)
+    path = make_path(ctx.task.discrete, 0.0)
 
     def train(net: nn.Module) -> None:
         loss = flow_matching_loss(
@@ -108,21 +106,10 @@ def flow_plan(
 
 
 def _check_solver_for(task: Task, solver: str) -> None:
-    if _discrete(task):
+    if task.discrete:
         solvers.check_discrete_solver(solver)
 
 
-def _check_draft(task: Task, draft: str) -> None:
-    from harness.registry import drafts
-
-    if draft not in task.drafts and draft not in drafts:
-        raise ValueError(
-            f"draft {draft!r} is neither one of the task's drafts "
-            f"({', '.join(task.drafts)}) nor a draft plugin"
-        )
-
-
-@methods.register("full-fm")
 @dataclass
 class FullFM(Method):
     """Full flow matching from Gaussian noise, N steps of the chosen solver."""
@@ -155,11 +142,31 @@ class _WarmStart(Method):
         solvers.check_solver(self.solver)
 
     def check_task(self, task: Task) -> None:
-        _check_draft(task, self.draft)
+        check_draft(task, self.draft)
         _check_solver_for(task, self.solver)
 
+    def advice_topic(self) -> str:
+        return self.draft
 
-@methods.register("ws-fm")
+    def advise(self, ctx: CellContext) -> dict[str, Any]:
+        """The t0 advisor (wsfm.advisor) for this draft: advisor.N_SAMPLES draft samples
+        against as many training points (a seeded subset), cached."""
+        n = advisor.N_SAMPLES
+        key = {**ctx.draft_key(self.draft), "advisor": advisor.VERSION, "n": n,
+               "grid": list(advisor.GRID), "device": ctx.device.type}
+
+        def build() -> dict[str, Any]:
+            g = ctx.generator(f"advisor:{self.draft}")
+            train = ctx.data.train
+            order = torch.randperm(len(train), generator=seeded_generator(ctx.seed, "advisor"))
+            x_d = ctx.draft(self.draft).sample(min(n, len(train)), g)
+            result = advisor.advise_t0(x_d, train[order[:n].to(train.device)], g,
+                                       ctx.task.modality, ctx.task.vocab_size)
+            return {"json": json.dumps(result)}
+
+        return json.loads(ctx.cache.load_or_build("advisor", key, build)["json"])
+
+
 @dataclass
 class WarmStartFM(_WarmStart):
     """Warm-Start FM: trained on [t0, 1] from draft-based starts; K = ceil((1-t0)N) steps."""
@@ -191,7 +198,7 @@ class WarmStartFM(_WarmStart):
             if self.init == "finetune":
                 net.load_state_dict(full_model(ctx).state_dict())
             loss = flow_matching_loss(
-                net, make_path(_discrete(ctx.task), self.t0), source, x_r, x_d,
+                net, make_path(ctx.task.discrete, self.t0), source, x_r, x_d,
                 ctx.train_config.batch_size,
             )
             # The stream depends on what the model is (the key), not on how it is sampled.
@@ -209,7 +216,6 @@ class WarmStartFM(_WarmStart):
         return f"{self.draft} t0={self.t0:g} {self.start} {self.init} {self.solver}"
 
 
-@methods.register("warm-start")
 @dataclass
 class TrainingFreeWarmStart(_WarmStart):
     """Training-free warm start: the full model started at t0 from the noised draft."""

@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # torch is imported where a grid is built, so theory/reports 
     import torch
 
 
-def _exact(t0: float) -> Fraction:
+def exact_time(t0: float) -> Fraction:
+    """t0 as the exact fraction of the decimal the user wrote."""
     # repr() gives the shortest decimal that round-trips, i.e. the number the user wrote.
     return Fraction(repr(float(t0)))
 
@@ -36,7 +37,7 @@ def num_steps(t0: float, n: int) -> int:
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"number of steps N={n!r} must be a positive integer")
     check_start_time(t0)
-    return math.ceil((1 - _exact(t0)) * int(n))
+    return math.ceil((1 - exact_time(t0)) * int(n))
 
 
 def time_grid(t0: float, n: int, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -48,6 +49,6 @@ def time_grid(t0: float, n: int, dtype: torch.dtype | None = None) -> torch.Tens
     import torch
 
     k = num_steps(t0, n)
-    start = _exact(t0)
+    start = exact_time(t0)
     points = [float(start + Fraction(i, int(n))) for i in range(k)] + [1.0]
     return torch.tensor(points, dtype=dtype or torch.float64)

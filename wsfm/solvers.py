@@ -22,47 +22,47 @@ def _t(t: float, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
 
 
-def euler_step(v: Velocity, x, t0, t1):
-    return x + (t1 - t0) * v(x, _t(t0, x))
+def euler_step(v: Velocity, x, t, t_next):
+    return x + (t_next - t) * v(x, _t(t, x))
 
 
-def midpoint_step(v: Velocity, x, t0, t1):
-    h = t1 - t0
-    x_mid = x + 0.5 * h * v(x, _t(t0, x))
-    return x + h * v(x_mid, _t(t0 + 0.5 * h, x))
+def midpoint_step(v: Velocity, x, t, t_next):
+    h = t_next - t
+    x_mid = x + 0.5 * h * v(x, _t(t, x))
+    return x + h * v(x_mid, _t(t + 0.5 * h, x))
 
 
-def heun_step(v: Velocity, x, t0, t1):
+def heun_step(v: Velocity, x, t, t_next):
     """Heun's method (explicit trapezoid), with the correction on every step: 2 calls."""
-    h = t1 - t0
-    d0 = v(x, _t(t0, x))
+    h = t_next - t
+    d0 = v(x, _t(t, x))
     x_pred = x + h * d0
-    d1 = v(x_pred, _t(t1, x))
+    d1 = v(x_pred, _t(t_next, x))
     return x + 0.5 * h * (d0 + d1)
 
 
-def rk4_step(v: Velocity, x, t0, t1):
-    h = t1 - t0
-    k1 = v(x, _t(t0, x))
-    k2 = v(x + 0.5 * h * k1, _t(t0 + 0.5 * h, x))
-    k3 = v(x + 0.5 * h * k2, _t(t0 + 0.5 * h, x))
-    k4 = v(x + h * k3, _t(t1, x))
+def rk4_step(v: Velocity, x, t, t_next):
+    h = t_next - t
+    k1 = v(x, _t(t, x))
+    k2 = v(x + 0.5 * h * k1, _t(t + 0.5 * h, x))
+    k3 = v(x + 0.5 * h * k2, _t(t + 0.5 * h, x))
+    k4 = v(x + h * k3, _t(t_next, x))
     return x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-def mixture_euler_step(logits_fn, x, t0, t1, generator):
-    """One mixture discrete Euler step from t0 to t1 (Gat et al. 2024, kappa linear in s).
+def mixture_euler_step(logits_fn, x, t, t_next, generator):
+    """One mixture discrete Euler step from t to t_next (Gat et al. 2024, kappa linear in s).
 
     On the mixture path the rate of jumping to a draw of p(x_1 | x_t) is
     kappa'/(1 - kappa) = 1 / (1 - t) in t for any start time, so each token jumps with
-    probability (t1 - t0) / (1 - t0) and keeps its value otherwise. The last step (t1 = 1)
+    probability (t_next - t) / (1 - t) and keeps its value otherwise. The last step (t_next = 1)
     jumps with probability 1: every token, and every mask, is resolved at t = 1.
     """
-    logits = logits_fn(x, torch.full((x.shape[0],), t0, device=x.device))
+    logits = logits_fn(x, torch.full((x.shape[0],), t, device=x.device))
     probs = torch.softmax(logits.float(), dim=-1)
     draw = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
     draw = draw.view(x.shape)
-    jump = torch.rand(x.shape, generator=generator, device=x.device) < (t1 - t0) / (1 - t0)
+    jump = torch.rand(x.shape, generator=generator, device=x.device) < (t_next - t) / (1 - t)
     return torch.where(jump, draw, x)
 
 
@@ -93,10 +93,10 @@ def integrate(
     times = [float(t) for t in grid.tolist()]
     if not x.is_floating_point():  # tokens: the mixture discrete Euler step
         check_discrete_solver(solver)
-        for t0, t1 in zip(times[:-1], times[1:], strict=True):
-            x = mixture_euler_step(v, x, t0, t1, generator)
+        for t, t_next in zip(times[:-1], times[1:], strict=True):
+            x = mixture_euler_step(v, x, t, t_next, generator)
         return x
     step = STEPS[check_solver(solver)]
-    for t0, t1 in zip(times[:-1], times[1:], strict=True):
-        x = step(v, x, t0, t1)
+    for t, t_next in zip(times[:-1], times[1:], strict=True):
+        x = step(v, x, t, t_next)
     return x

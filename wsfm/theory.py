@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wsfm.schedule import _exact, num_steps
+from wsfm.schedule import exact_time, num_steps
 
 
 def nfe_speedup(t0: float, n: int) -> float:
@@ -12,7 +12,7 @@ def nfe_speedup(t0: float, n: int) -> float:
 
 def ideal_speedup(t0: float) -> float:
     """1 / (1 - t0): the bound S_nfe reaches when (1 - t0) N is an integer."""
-    return float(1 / (1 - _exact(t0)))
+    return float(1 / (1 - exact_time(t0)))
 
 
 def wall_clock_bound(

@@ -14,7 +14,8 @@ from typing import Any
 
 ALPHABET = " abcdefghijklmnopqrstuvwxyz"
 VOCAB_SIZE = len(ALPHABET)
-MASK_ID = VOCAB_SIZE
+MASK_ID = VOCAB_SIZE  # discrete flow models: the [MASK] token
+START_ID = VOCAB_SIZE  # character LMs: the start symbol, an input only, never generated
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _DIGIT_WORDS = str.maketrans({str(d): f" {w} " for d, w in enumerate(_DIGITS)})

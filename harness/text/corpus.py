@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from harness.cache import default_cache_dir
+from harness.checks import positive_int
 from harness.errors import ConfigError
 from harness.text.alphabet import ALPHABET, encode, normalise
 
@@ -319,8 +320,7 @@ def window_starts(n_chars: int, seq_len: int, n_train: int, n_test: int,
     at distinct offsets anywhere in the train blocks (they may overlap, like random crops).
     """
     for name, value in (("seq_len", seq_len), ("n_train", n_train), ("n_test", n_test)):
-        if int(value) != value or value < 1:
-            raise CorpusError(f"{name}={value} must be a positive integer")
+        positive_int(value, name)
     if n_chars < seq_len:
         raise CorpusError(
             f"the corpus has {n_chars} characters, fewer than seq_len={seq_len}: use a longer "

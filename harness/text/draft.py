@@ -1,5 +1,5 @@
-"""The text draft: a small character-level LSTM (the paper's draft is a 4.2M-parameter LSTM;
-this one is CPU-sized).
+"""The text draft: a small character-level LSTM (harness.nn.lstm; the paper's draft is a
+4.2M-parameter LSTM, this one is CPU-sized).
 
 It is trained on the task's windows (n, L) of ids 0..26 by next-character prediction with
 teacher forcing: each window is read from a start symbol (id VOCAB_SIZE), so the model learns
@@ -14,54 +14,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from harness.plugins import Draft, check_positive_ints
-from harness.registry import drafts
-from harness.text.alphabet import VOCAB_SIZE
-from wsfm.training import TrainConfig, optimise
-
-START_ID = VOCAB_SIZE  # the start symbol: an input only, never generated
+from harness.checks import check_positive_ints
+from harness.nn.lstm import CharLSTM, sequence_nll
+from harness.nn.training import TrainConfig, optimise
+from harness.plugins import Draft
+from harness.text.alphabet import START_ID, VOCAB_SIZE
 
 
-class CharLSTM(nn.Module):
-    """Embedding (VOCAB_SIZE + 1 symbols, the start included) -> LSTM -> VOCAB_SIZE logits."""
-
-    def __init__(self, embed: int, hidden: int, layers: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(VOCAB_SIZE + 1, embed)
-        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, VOCAB_SIZE)
-
-    def forward(
-        self, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """ids (B, T) -> (logits (B, T, VOCAB_SIZE), the LSTM state after the last step)."""
-        out, state = self.lstm(self.embed(ids), state)
-        return self.head(out), state
-
-
-def teacher_inputs(windows: torch.Tensor) -> torch.Tensor:
-    """Teacher-forcing inputs for targets (B, L): the start symbol, then windows[:, :-1]."""
-    start = torch.full_like(windows[:, :1], START_ID)
-    return torch.cat([start, windows[:, :-1]], dim=1)
-
-
-def char_nll(net: CharLSTM, windows: torch.Tensor) -> torch.Tensor:
-    """Mean next-character negative log-likelihood (nats per character) of windows (B, L)."""
-    logits, _ = net(teacher_inputs(windows))
-    return F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), windows.reshape(-1))
-
-
-@drafts.register("lstm")
 @dataclass
 class LSTMDraft(Draft):
     """Character LSTM trained by next-character cross-entropy, sampled from a start symbol.
 
     Options: ``hidden`` (LSTM width), ``layers``, ``embed`` (character embedding width),
     training ``steps``, ``batch_size`` (windows per step) and ``lr`` (Adam with cosine decay,
-    as wsfm.training.optimise), and the sampling ``temperature``. The window length L is the
+    as harness.nn.training.optimise), and the sampling ``temperature``. The window length L is the
     data's; every training window is read whole (backpropagation through all L steps).
     The defaults (180K parameters) train in about 25 s of one CPU core on 5000 windows of 64
     characters; hidden=32, steps=100 (10K parameters, about 1 s) makes a poor draft.
@@ -92,7 +59,7 @@ class LSTMDraft(Draft):
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            return CharLSTM(self.embed, self.hidden, self.layers)
+            return CharLSTM(VOCAB_SIZE, self.embed, self.hidden, self.layers)
 
     def fit(self, train: torch.Tensor, generator: torch.Generator) -> None:
         if train.ndim != 2 or train.dtype != torch.long:
@@ -109,7 +76,8 @@ class LSTMDraft(Draft):
         config = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr)
 
         def loss(g: torch.Generator) -> torch.Tensor:
-            return char_nll(net, data[torch.randint(len(data), (self.batch_size,), generator=g)])
+            batch = data[torch.randint(len(data), (self.batch_size,), generator=g)]
+            return sequence_nll(net, batch)
 
         optimise(net, loss, config, generator, desc="lstm draft", progress=False)
         self._net, self._seq_len = net.eval().to(self._device), int(train.shape[1])
@@ -136,7 +104,7 @@ class LSTMDraft(Draft):
         if self._net is None:
             raise RuntimeError("call fit() or load_state_dict() before nll()")
         with torch.no_grad():
-            return float(char_nll(self._net, windows.to(self._device)))
+            return float(sequence_nll(self._net, windows.to(self._device)))
 
     def n_parameters(self) -> int:
         """Number of trainable parameters of the fitted network."""

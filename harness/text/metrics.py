@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from harness.cache import tensor_sha256
+from harness.checks import check_positive_ints
 from harness.errors import ConfigError
-from harness.plugins import Metric, check_positive_ints
-from harness.registry import metrics
-from harness.text.alphabet import ALPHABET, VOCAB_SIZE, decode_batch
-from harness.text.draft import START_ID, CharLSTM, teacher_inputs
-from wsfm.training import TrainConfig, optimise
+from harness.nn.lstm import CharLSTM, teacher_inputs
+from harness.nn.training import TrainConfig, optimise
+from harness.plugins import Metric
+from harness.text.alphabet import ALPHABET, START_ID, VOCAB_SIZE, decode_batch
 
 EVALUATE_DIR = Path(__file__).resolve().with_name("evaluate_metrics")
 EVALUATE_MODULES = ("judge_nll", "char_nll", "distinct_n", "self_bleu", "word_validity")
@@ -132,7 +132,6 @@ def judge_result(samples: torch.Tensor, judge: str = "smollm2", batch_size: int 
     return dict(_JUDGE_RESULTS[key])
 
 
-@metrics.register("judge-nll")
 @dataclass
 class JudgeNLL(Metric):
     """Mean NLL per token of the samples under a pretrained judge LM (lower is better).
@@ -163,14 +162,12 @@ class JudgeNLL(Metric):
         return float(result[self.result_key])
 
 
-@metrics.register("judge-ppl")
 class JudgePPL(JudgeNLL):
     """Perplexity (exp of judge-nll) of the samples under the judge LM (lower is better)."""
 
     result_key = "perplexity"
 
 
-@metrics.register("judge-nll-char")
 class JudgeNLLChar(JudgeNLL):
     """The judge LM's NLL per character (nats; lower is better): the same sum as judge-nll,
     divided by characters instead of tokens, so it does not reward texts that split into
@@ -184,7 +181,6 @@ class JudgeNLLChar(JudgeNLL):
 _CHAR_STATES: dict[str, dict[str, torch.Tensor]] = {}  # (reference, options) hash -> weights
 
 
-@metrics.register("char-nll")
 @dataclass
 class CharNLL(Metric):
     """NLL per character (nats) under a character LSTM fitted to the reference (lower is better).
@@ -216,7 +212,7 @@ class CharNLL(Metric):
         # The draft's architecture, trained on held-out text instead of the training split.
         with torch.random.fork_rng(devices=[]):  # seeded init, global RNG left alone
             torch.manual_seed(self.model_seed)
-            return CharLSTM(self.embed, self.hidden, self.layers)
+            return CharLSTM(VOCAB_SIZE, self.embed, self.hidden, self.layers)
 
     @torch.enable_grad()  # also when called under no_grad
     def train_model(self, reference: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -228,7 +224,7 @@ class CharNLL(Metric):
 
         def loss(gen: torch.Generator) -> torch.Tensor:
             batch = data[torch.randint(len(data), (self.batch_size,), generator=gen)]
-            logits = net(teacher_inputs(batch))[0]
+            logits = net(teacher_inputs(batch, START_ID))[0]
             return F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), batch.reshape(-1))
 
         optimise(net, loss, TrainConfig(self.steps, self.batch_size, self.lr),
@@ -260,7 +256,6 @@ class CharNLL(Metric):
 
 # --- diversity and validity -----------------------------------------------------------------
 
-@metrics.register("distinct-2")
 @dataclass
 class DistinctN(Metric):
     """Distinct-n over word n-grams (default n = 2): unique / all, pooled (higher: more diverse).
@@ -280,7 +275,6 @@ class DistinctN(Metric):
         return float(result[f"distinct_{self.n}"])
 
 
-@metrics.register("self-bleu")
 @dataclass
 class SelfBLEU(Metric):
     """Mean BLEU (orders 1..max_order, add-one smoothing) of each sample against the others
@@ -317,7 +311,6 @@ def whole_words(texts: list[str]) -> frozenset[str]:
     return frozenset(words)
 
 
-@metrics.register("word-validity")
 @dataclass
 class WordValidity(Metric):
     """Share of the samples' whole words found among the training split's words (higher is

@@ -22,7 +22,6 @@ import torch
 
 from harness.errors import ConfigError
 from harness.plugins import Refiner
-from harness.registry import refiners
 from harness.text.alphabet import VOCAB_SIZE, decode_batch, encode, normalise
 from harness.text.llm_http import (
     DEFAULT_INSTRUCTION,
@@ -83,7 +82,6 @@ def edit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return prev[:, -1].long()
 
 
-@refiners.register("text-nearest-neighbour")
 @dataclass
 class TextNearestNeighbour(Refiner):
     """Nearest training window: n-gram cosine shortlist, then the least edit distance.
@@ -213,7 +211,6 @@ def _fit_answers(answers: list[str | None], drafts: torch.Tensor,
     return out.to(device=drafts.device, dtype=drafts.dtype)
 
 
-@refiners.register("llm-http")
 @dataclass
 class LLMHttp(Refiner):
     """An OpenAI-compatible chat-completions server rewrites each draft (ollama, vLLM, ...).
@@ -300,7 +297,6 @@ class LLMHttp(Refiner):
         return dict(self._stats)
 
 
-@refiners.register("smollm2")
 @dataclass
 class SmolLM2(Refiner):
     """SmolLM2-135M-Instruct rewrites each draft locally (greedy; no server, no network).

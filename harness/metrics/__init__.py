@@ -1,1 +1,0 @@
-"""Sample-quality metrics (built-in plugins registered on import of their modules)."""

@@ -1,0 +1,149 @@
+"""The results schema: JSON Schema files for cell records and the run manifest, checked on
+write and on read.
+
+The schemas live in ``harness/records/schemas/`` (``record.schema.json``, ``manifest.schema.json``,
+JSON Schema draft 2020-12); each field's ``description`` there is its documentation. Every
+file a run writes carries ``"schema_version": SCHEMA_VERSION``. A file of another version (or
+one from before versioning, with no ``schema_version``) is refused with a message that says
+which version wrote it; any other mismatch names the file, the JSON path of the offending
+value and what was expected there.
+
+Bump SCHEMA_VERSION (and the schemas' ``const``, ``$id`` and title) whenever a change would
+make files of the old version fail the new schema, or make the old readers misread new files.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from harness.errors import SchemaError
+
+SCHEMA_VERSION = "1"
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+KINDS = {"record": "cell record", "manifest": "run manifest"}
+
+
+class SchemaVersionError(SchemaError):
+    """A results file was written with another results schema version (or none)."""
+
+
+def schema_path(kind: str) -> Path:
+    """The JSON Schema file of ``kind`` ("record" or "manifest")."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown schema {kind!r}; known: {', '.join(KINDS)}")
+    return SCHEMA_DIR / f"{kind}.schema.json"
+
+
+@functools.cache
+def load_schema(kind: str) -> dict[str, Any]:
+    return json.loads(schema_path(kind).read_text())
+
+
+@functools.cache
+def _validator(kind: str) -> Draft202012Validator:
+    schema = load_schema(kind)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _json_path(error: ValidationError) -> str:
+    path = "$"
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 5] + " ..."
+
+
+def _describe(error: ValidationError) -> str:
+    """'at $.a.b: what is wrong' for one validation error; a missing field gets its own path."""
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [f for f in error.validator_value if f not in error.instance]
+        if missing:
+            where = _json_path(error)
+            return f"at {where}.{missing[0]}: required field {missing[0]!r} is missing"
+    if error.validator == "dependentRequired" and isinstance(error.instance, dict):
+        for present, needs in error.validator_value.items():
+            missing = [f for f in needs if present in error.instance and f not in error.instance]
+            if missing:
+                return (f"at {_json_path(error)}.{missing[0]}: required field {missing[0]!r} is "
+                        f"missing ({present!r} is present, and requires it)")
+    message = _short(error.message)
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        return f"at {_json_path(error)}: {message} (no other fields are allowed there)"
+    return f"at {_json_path(error)}: {message}"
+
+
+def _check_version(obj: Any, source: str, what: str, writing: bool) -> None:
+    if not isinstance(obj, dict):
+        verb = "refusing to write" if writing else "cannot read"
+        raise SchemaError(f"{verb} {source}: a {what} must be a JSON object, "
+                          f"got {type(obj).__name__}")
+    if "schema_version" not in obj:
+        if writing:
+            raise SchemaVersionError(f"refusing to write {source}: the {what} has no "
+                                     f"schema_version (this wsfm-bench writes version "
+                                     f"{SCHEMA_VERSION})")
+        raise SchemaVersionError(
+            f"{source} has no schema_version: it was written by an older wsfm-bench, before "
+            f"results were versioned; this wsfm-bench reads version {SCHEMA_VERSION}: rerun "
+            "the suite with this version, or read it with the wsfm-bench that wrote it"
+        )
+    version = obj["schema_version"]
+    if version == SCHEMA_VERSION:
+        return
+    if not isinstance(version, str):
+        verb = "refusing to write" if writing else "cannot read"
+        raise SchemaVersionError(f"{verb} {source}: schema_version must be a string (this "
+                                 f"wsfm-bench {'writes' if writing else 'reads'} version "
+                                 f"\"{SCHEMA_VERSION}\"), got {version!r}")
+    if writing:
+        raise SchemaVersionError(f"refusing to write {source}: the {what} carries results "
+                                 f"schema version {version}, but this wsfm-bench writes version "
+                                 f"{SCHEMA_VERSION}")
+    raise SchemaVersionError(
+        f"{source} was written with results schema version {version}; this wsfm-bench reads "
+        f"version {SCHEMA_VERSION}: rerun the suite with this version, or read it with the "
+        "wsfm-bench that wrote it"
+    )
+
+
+def _validate(kind: str, obj: Any, source: str | Path, writing: bool, hint: str | None) -> None:
+    what = KINDS[kind]
+    source = str(source)
+    _check_version(obj, source, what, writing)
+    error = best_match(_validator(kind).iter_errors(obj))
+    if error is None:
+        return
+    problem = (f"does not match the results schema (version {SCHEMA_VERSION}, "
+               f"{schema_path(kind).name}): {_describe(error)}")
+    if writing:
+        raise SchemaError(f"refusing to write {what} {source}: it {problem}; the code that "
+                          "built it (the runner or a plugin) produced a value the schema does "
+                          "not allow")
+    raise SchemaError(f"{what} {source} {problem}" + (f"; {hint}" if hint else ""))
+
+
+def validate_record(
+    obj: Any, source: str | Path, *, writing: bool = False, hint: str | None = None
+) -> None:
+    """Raise SchemaError (SchemaVersionError for a version mismatch) unless ``obj`` is a valid
+    cell record. ``source`` names it in the message (usually its path); ``writing`` words the
+    message for a file about to be written; ``hint`` (what to do) ends a read error."""
+    _validate("record", obj, source, writing, hint)
+
+
+def validate_manifest(
+    obj: Any, source: str | Path, *, writing: bool = False, hint: str | None = None
+) -> None:
+    """Raise SchemaError (SchemaVersionError for a version mismatch) unless ``obj`` is a valid
+    run manifest; the arguments are validate_record's."""
+    _validate("manifest", obj, source, writing, hint)

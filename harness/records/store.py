@@ -1,0 +1,189 @@
+"""Run directories: the manifest, one record file per finished cell, samples, tidy rows.
+
+    results/<run-id>/
+        manifest.json        config + hash, seeds, versions, commit, device, start/end
+        cells/<cell-id>.json one finished cell: its inputs, timing, NFE, bound check, metrics
+                             (wall-clock-budget cells too: read_cells(time_budgets=True))
+        samples/<cell-id>.npy a fixed number of that cell's samples (for plots)
+        samples/reference-<task>.npy the same number of the task's held-out points
+        records.csv          tidy rows, one per cell and metric (rebuilt from cells/)
+        report/              report.md, report.html, figures/
+
+Every file is written atomically. A cell's record is written last, after its samples, so a
+cell counts as finished exactly when its record exists: a killed run resumes from cells/.
+
+Records and the manifest follow the results schema (harness/records/schemas/, see
+harness.records.schema): both carry ``schema_version``, are validated before they are
+written, and again when read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import RunDirError
+from harness.records import atomic
+from harness.records.schema import SCHEMA_VERSION, validate_manifest, validate_record
+
+MANIFEST = "manifest.json"
+ADVICE_FILE = "advisor.json"  # pre-run advice of the methods (harness.run.advice)
+# budget_status of a wall-clock cell (harness.run.budgets)
+BUDGET_OK = "ok"
+BUDGET_TOO_SMALL = "budget too small"
+
+# Columns every tidy frame has, in order (the cell-level ones repeat on each metric row).
+COLUMNS = [
+    "task", "method", "family", "variant", "draft", "t0", "start", "init", "solver",
+    "n_steps", "k_steps", "nfe_budget", "nfe_expected", "nfe_measured", "nfe_ok", "seed",
+    "metric", "value", "higher_is_better", "time_s", "time_spread_s", "draft_time_s",
+    "integrate_time_s", "time_per_call_s", "ref_time_s", "ref_nfe", "nfe_speedup",
+    "nfe_speedup_theory", "ideal_speedup", "wall_speedup", "wall_bound", "timing_noise",
+    "bound_ok", "n_samples", "n_eval", "device", "cell_id",
+]
+
+
+def cell_path(run_dir: Path, cell_id: str) -> Path:
+    return Path(run_dir) / "cells" / f"{cell_id}.json"
+
+
+def samples_path(run_dir: Path, cell_id: str) -> Path:
+    return Path(run_dir) / "samples" / f"{cell_id}.npy"
+
+
+def reference_path(run_dir: Path, task: str) -> Path:
+    return Path(run_dir) / "samples" / f"reference-{task}.npy"
+
+
+def _write_array(path: Path, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    # Tokens (text) stay integers; everything else is stored as float32.
+    np.save(buf, array.astype(np.int16 if array.dtype.kind in "iu" else np.float32))
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def write_reference(run_dir: Path, task: str, data: np.ndarray) -> None:
+    """A fixed subset of a task's held-out split, stored so reports need no data loading."""
+    _write_array(reference_path(run_dir, task), data)
+
+
+def load_reference(run_dir: str | Path, task: str) -> np.ndarray:
+    return np.load(reference_path(Path(run_dir), task))
+
+
+def finished_cells(run_dir: Path) -> set[str]:
+    folder = Path(run_dir) / "cells"
+    return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
+
+
+def _as_written(obj: dict[str, Any]) -> Any:
+    """``obj`` as it reads back from the JSON atomic.write_json makes of it (tuples become
+    lists, unknown objects strings): what is validated is what lands on disk."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def write_cell(run_dir: Path, record: dict[str, Any], samples: np.ndarray | None) -> None:
+    """Validate the record (adding ``schema_version`` if absent), then write the samples and
+    the record. An invalid record raises SchemaError and nothing is written."""
+    record = {"schema_version": SCHEMA_VERSION, **record}
+    cell_id = record.get("cell_id")
+    where = (cell_path(run_dir, cell_id) if isinstance(cell_id, str) and cell_id
+             else Path(run_dir) / "cells" / "(record without a cell_id)")
+    validate_record(_as_written(record), where, writing=True)
+    if samples is not None:
+        _write_array(samples_path(run_dir, cell_id), samples)
+    atomic.write_json(cell_path(run_dir, cell_id), record)  # last: marks the cell finished
+
+
+def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
+    """Validate the run manifest, then write it atomically; an invalid one raises SchemaError
+    and leaves the file as it was."""
+    path = Path(run_dir) / MANIFEST
+    validate_manifest(_as_written(manifest), path, writing=True)
+    return atomic.write_json(path, manifest)
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not Path(run_dir).is_dir():
+        raise RunDirError(f"{run_dir} is not a directory; give a run folder under results/")
+    if not path.exists():
+        raise RunDirError(f"{run_dir} is not a wsfm-bench run: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path} is corrupt ({exc}); rerun the suite to rebuild it") from exc
+    validate_manifest(manifest, path, hint="rerun the suite into a new run folder")
+    return manifest
+
+
+def is_time_budget_record(record: dict[str, Any]) -> bool:
+    """A wall-clock-budget cell (harness.run.budgets): its cell has a ``time_budget``."""
+    cell = record.get("cell")
+    return isinstance(cell, dict) and cell.get("time_budget") is not None
+
+
+def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[dict[str, Any]]:
+    """The run's cell records. By default the NFE-budget cells only (what every table, figure
+    and comparison is built from); ``time_budgets=True`` gives the wall-clock-budget cells
+    (harness.run.budgets, the report's "Equal wall-clock" section), None all of them."""
+    records = []
+    for path in sorted((Path(run_dir) / "cells").glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunDirError(
+                f"cell record {path} is corrupt ({exc}); delete it to rerun that cell"
+            ) from exc
+        validate_record(record, path, hint="delete it to rerun that cell")
+        if time_budgets is None or is_time_budget_record(record) == time_budgets:
+            records.append(record)
+    return records
+
+
+def tidy_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric of a cell record."""
+    base = {k: record.get(k) for k in COLUMNS if k not in ("metric", "value", "higher_is_better")}
+    return [
+        {**base, "metric": name, "value": m["value"], "higher_is_better": m["higher_is_better"]}
+        for name, m in record["metrics"].items()
+    ]
+
+
+def load_run(run_dir: str | Path) -> pd.DataFrame:
+    """A run as a tidy DataFrame: one row per (cell, metric), with the COLUMNS above."""
+    read_manifest(run_dir)
+    rows = [row for record in read_cells(run_dir) for row in tidy_rows(record)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def load_samples(run_dir: str | Path, cell_id: str) -> np.ndarray:
+    return np.load(samples_path(Path(run_dir), cell_id))
+
+
+def write_records_csv(run_dir: str | Path) -> Path:
+    df = load_run(run_dir)
+    return atomic.write_text(Path(run_dir) / "records.csv", df.to_csv(index=False))
+
+
+def read_advice(run_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """{task: {draft: advice}} from run_dir/advisor.json; {} when the run has none."""
+    path = Path(run_dir) / ADVICE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    return tasks if isinstance(tasks, dict) else {}
+
+
+def advised_t0(advice: dict[str, Any] | None) -> float | None:
+    """The advised t0 of one task/draft entry (None: none advised, or no entry)."""
+    t0 = (advice or {}).get("t0")
+    return float(t0) if isinstance(t0, int | float) and math.isfinite(t0) else None

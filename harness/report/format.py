@@ -1,0 +1,66 @@
+"""Formatting shared by the report and the publication output: numbers, Markdown tables,
+file-name slugs."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+METHOD_ORDER = ["draft-only", "full-fm", "ws-fm", "warm-start", "ddpm", "ddim", "ar"]
+NAME = {"draft-only": "Draft only", "full-fm": "Full FM", "ws-fm": "WS-FM",
+        "warm-start": "Warm start (training-free)", "ddpm": "DDPM", "ddim": "DDIM"}
+
+
+def method_rank(method: Any) -> int:
+    """Where a method goes in tables and legends: METHOD_ORDER, then the others."""
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows by method rank, method, variant and N (stable)."""
+    rank = frame["method"].map(method_rank)
+    return frame.assign(_r=rank, _m=frame["method"].astype(str), _v=frame["variant"].astype(str),
+                        _n=frame["n_steps"].fillna(-1)).sort_values(
+        ["_r", "_m", "_v", "_n"], kind="stable").drop(columns=["_r", "_m", "_v", "_n"])
+
+
+def slug(text: Any) -> str:
+    """``text`` as a file-name part: runs of other characters become '-'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "task"
+
+
+def missing(v: Any) -> bool:
+    """None or NaN: a value the run does not have."""
+    return v is None or (isinstance(v, float | np.floating) and math.isnan(v))
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    if missing(v):
+        return "–"
+    if isinstance(v, float | np.floating):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def fmt_int(v: Any) -> str:
+    return "–" if missing(v) else f"{float(v):g}"
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return (v if isinstance(v, str) else fmt(v)).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def display(method: Any, variant: Any = None) -> str:
+    """A legend/table label: "WS-FM good t0=0.9 draft scratch euler"."""
+    v = "" if missing(variant) else str(variant)
+    return f"{NAME.get(method, str(method))} {v}".strip()

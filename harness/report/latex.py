@@ -1,0 +1,128 @@
+"""The LaTeX tables of the publication output (booktabs): the main comparison per task,
+the quality-matched speed-up and the bound-check summary, from stored results only."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.speedup import ceil_speedup
+from harness.analysis.stats import WARM, flag, higher_is_better, quality_matched_table
+from harness.report.format import NAME, missing, ordered
+
+
+def tex_escape(text: Any) -> str:
+    """``text`` with LaTeX's special characters escaped (for labels, never for math)."""
+    repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+            "^": r"\textasciicircum{}"}
+    return "".join(repl.get(ch, ch) for ch in ("--" if missing(text) else str(text)))
+
+
+def _num(v: Any, fmt: str = "sig") -> str:
+    """``v`` formatted ("sig": three significant digits, trailing zeros kept), "--" if missing."""
+    if missing(v) or not np.isfinite(float(v)):
+        return "--"
+    v = float(v)
+    if fmt != "sig":
+        return f"{v:{fmt}}"
+    return f"{v:.{max(0, 2 - math.floor(math.log10(abs(v))))}f}" if v else "0"
+
+
+def pm(mean: float, low: float, high: float) -> str:
+    """"$m \\pm h$" with h the CI half-width, both rounded to h's second significant digit."""
+    if missing(mean) or not np.isfinite(mean):
+        return "--"
+    half = (high - low) / 2 if np.isfinite(low) and np.isfinite(high) else math.nan
+    if not np.isfinite(half) or half <= 0:
+        return f"${mean:.4g}$"
+    dec = max(0, 1 - math.floor(math.log10(half)))
+    return f"${mean:.{dec}f} \\pm {half:.{dec}f}$"
+
+
+def tabular(headers: Sequence[str], rows: Sequence[Sequence[str] | None], align: str,
+            comment: str = "") -> str:
+    """A booktabs tabular (no vertical rules); a None row is a \\midrule between groups."""
+    lines = [f"% {c}" for c in comment.splitlines()] + ["% requires \\usepackage{booktabs}",
+                                                        f"\\begin{{tabular}}{{{align}}}",
+                                                        "\\toprule", " & ".join(headers) + r" \\",
+                                                        "\\midrule"]
+    lines += ["\\midrule" if r is None else " & ".join(r) + r" \\" for r in rows]
+    while lines[-1] == "\\midrule":
+        lines.pop()
+    return "\n".join(lines + ["\\bottomrule", "\\end{tabular}", ""])
+
+
+def main_table(summ: pd.DataFrame, cells: pd.DataFrame, task: str, metric: str) -> str:
+    """Draft only, full FM (Euler) at each N, WS-FM and warm starts at t0 with K, DDPM, DDIM."""
+    d = summ[(summ["task"] == task) & (summ["metric"] == metric)]
+    d = ordered(d[(d["method"] != "full-fm") | (d["solver"] == "euler")])
+    speed = cells[cells["task"] == task].groupby(["method", "variant", "n_steps"])[
+        "nfe_speedup"].mean()
+    rows: list[list[str] | None] = []
+    prev = None
+    for r in d.itertuples():
+        if prev is not None and r.method != prev:
+            rows.append(None)
+        prev = r.method
+        draft = r.method == "draft-only"
+        rows.append([tex_escape(NAME.get(r.method, r.method)), tex_escape(r.variant),
+                     _num(r.t0, "g") if r.method in WARM else "--",
+                     "--" if draft else _num(r.n_steps, "g"),
+                     "--" if draft else _num(r.k_steps, "g"),
+                     pm(r.mean, r.ci_low, r.ci_high), _num(r.nfe_measured, "g"),
+                     _num(r.time_s * 1000), _num(speed.get((r.method, r.variant, r.n_steps)))])
+    arrow = r"$\uparrow$" if higher_is_better(d) else r"$\downarrow$"
+    headers = ["Method", "Variant", "$t_0$", "$N$", "$K$", f"{tex_escape(metric)} {arrow}", "NFE",
+               "Time (ms)", "NFE speed-up"]
+    return tabular(headers, rows, "llrrrrrrr", f"{task}: {metric}, mean +- 95% CI half-width "
+                   "over seeds; time = median wall-clock per batch")
+
+
+def quality_matched_tex(df: pd.DataFrame, primary: dict[str, str]) -> str:
+    """Quality-matched speed-up per task, method and draft (harness.analysis.stats definition)."""
+    table = quality_matched_table(df, primary) if not df.empty else pd.DataFrame()
+    rows: list[list[str] | None] = []
+    for task, g in (table.groupby("task", sort=True) if len(table) else []):
+        if rows:
+            rows.append(None)
+        for r in g.itertuples():
+            hit = np.isfinite(r.speedup)
+            rows.append([tex_escape(f"{task} ({r.metric})"), tex_escape(NAME.get(r.method)),
+                         tex_escape(r.draft), pm(r.full_best_mean, r.full_best_ci_low,
+                                                 r.full_best_ci_high),
+                         f"{_num(r.reference_nfe, 'g')} ($N$={_num(r.reference_n_steps, 'g')})",
+                         f"{_num(r.t0, 'g')} / {_num(r.n_steps, 'g')} / {_num(r.k_steps, 'g')}"
+                         if hit else "--", pm(r.mean, r.ci_low, r.ci_high) if hit else "--",
+                         _num(r.nfe_measured, "g") if hit else "--",
+                         f"{r.speedup:.3g}$\\times$" if hit else "none"])
+    headers = ["Task (metric)", "Method", "Draft", "Full FM best", "Ref.\\ NFE",
+               "$t_0$ / $N$ / $K$", "Quality", "NFE", "Speed-up"]
+    return tabular(headers, rows, "lllrrrrrr", "Quality-matched NFE speed-up: reference = "
+                   "cheapest full FM (Euler) budget within the 95% CI of its best mean")
+
+
+def bound_check_tex(cells: pd.DataFrame) -> str:
+    """Per task: warm-start cells, NFE speed-up = N/ceil((1-t0)N) count, wall-clock speed-up
+    reaching S_wall within the timing noise count, and the harness's bound_ok count."""
+    rows: list[list[str] | None] = []
+    warm = cells[cells["method"].isin(WARM)]
+    for task, g in warm.groupby("task", sort=True):
+        theory = np.array([ceil_speedup(t, n) for t, n in zip(g["t0"], g["n_steps"], strict=True)])
+        exact = np.isfinite(theory) & (np.abs(g["nfe_speedup"] - theory)
+                                       <= 1e-9 * np.maximum(1.0, theory))
+        noise = g["timing_noise"].fillna(0.0)
+        wall = g["wall_speedup"] >= g["wall_bound"] * (1 - noise)
+        ok = sum(flag(v) is True for v in g["bound_ok"])
+        rows.append([tex_escape(task), str(len(g)), str(int(exact.sum())), str(int(wall.sum())),
+                     str(ok)])
+    headers = ["Task", "Cells", "NFE exact", "Wall-clock $\\geq S_\\mathrm{wall}$",
+               "Bound OK"]
+    return tabular(headers, rows, "lrrrr", "Bound check of warm-start cells (counts)")
+
+
+# ---------------------------------------------------------------------------------- driver

@@ -1,0 +1,357 @@
+"""Publication figures and LaTeX tables from a finished run folder (stored results only).
+
+``write_figures(run_dir)`` reads the run through harness.records.store, summarises seeds with
+harness.analysis.stats and writes, into run_dir/figures/ (or ``out_dir``), per task:
+
+    <task>_metric_vs_nfe    primary metric vs measured NFE (mean, 95% CI over seeds)
+    <task>_metric_vs_time   primary metric vs wall-clock time per batch
+    <task>_speedup_vs_t0    measured NFE / wall-clock speed-ups with 1/(1-t0), N/ceil((1-t0)N)
+    <task>_t0_sweep         WS-FM primary metric vs t0 per draft, full FM's best as a band
+    <task>_t0_sweep_<draft> the same for one draft, with the t0 advisor's pick (advisor.json)
+    <task>_main.tex         main comparison table
+
+each figure as PDF, SVG and PNG (300 dpi) beside a CSV of exactly the plotted data, plus
+quality_matched.tex, bound_check.tex and index.md. Nothing is recomputed from models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from harness.analysis.speedup import ceil_speedup  # noqa: E402
+from harness.analysis.stats import (
+    WARM,  # noqa: E402
+    cell_frame,  # noqa: E402
+    higher_is_better,
+    mean_ci,
+    primary_metric,
+    summarise,
+)
+from harness.errors import ConfigError  # noqa: E402
+from harness.records import atomic  # noqa: E402
+from harness.records.store import (  # noqa: E402
+    advised_t0,
+    load_run,
+    read_advice,
+    read_manifest,
+)
+from harness.report.format import display, missing, ordered, slug  # noqa: E402
+from harness.report.latex import bound_check_tex, main_table, quality_matched_tex  # noqa: E402
+
+FORMATS = ("pdf", "svg", "png")
+DPI = 300
+ONE_COLUMN, TWO_COLUMN = 3.25, 6.75  # inches: one column / full width of a two-column paper
+# Colour family of each method (base colour from seaborn's colour-blind palette) and its name.
+FAMILY = {"draft-only": "draft", "full-fm": "full-fm", "ws-fm": "ws-fm",
+          "warm-start": "warm-start", "ddpm": "diffusion", "ddim": "diffusion"}
+_CB = sns.color_palette("colorblind")
+BASE = {"draft": _CB[7], "full-fm": _CB[0], "ws-fm": _CB[3], "warm-start": _CB[2],
+        "diffusion": _CB[4], "other": _CB[5]}
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
+CSV_COLUMNS = ["series", "task", "metric", "method", "variant", "draft", "label", "n_steps", "t0",
+               "x", "mean", "ci_low", "ci_high", "n_seeds"]
+
+
+def set_style() -> None:
+    """The one style of every publication figure: seaborn paper theme, fixed font sizes."""
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", rc={
+        "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7,
+        "ytick.labelsize": 7, "legend.fontsize": 6.5, "legend.title_fontsize": 7,
+        "lines.linewidth": 1.1, "lines.markersize": 3.5, "axes.linewidth": 0.6,
+        "grid.linewidth": 0.4, "pdf.fonttype": 42, "ps.fonttype": 42,
+        "svg.hashsalt": "wsfm-bench", "savefig.bbox": "tight", "savefig.pad_inches": 0.02})
+
+
+def _shades(fam: str, n: int) -> list[tuple[float, float, float]]:
+    """``n`` shades of a family's base colour, dark to light (the base itself when n = 1)."""
+    base = np.array(to_rgb(BASE.get(fam, BASE["other"])))
+    if n == 1:
+        return [tuple(base)]
+    # a < 0 darkens towards black, a > 0 lightens towards white
+    return [tuple(base + a * (1 - base) if a > 0 else base * (1 + a))
+            for a in np.linspace(-0.45, 0.5, n)]
+
+
+def palette(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[float, float, float]]:
+    """Colour per label from (method, label) pairs: family hue, shade by order in the family."""
+    by_family: dict[str, list[str]] = {}
+    for method, lab in pairs:
+        labels = by_family.setdefault(FAMILY.get(method, "other"), [])
+        if lab not in labels:
+            labels.append(lab)
+    return {lab: c for fam, labs in by_family.items()
+            for lab, c in zip(labs, _shades(fam, len(labs)), strict=True)}
+
+
+def _save(fig: plt.Figure, base: Path, formats: Sequence[str], data: pd.DataFrame) -> list[Path]:
+    """Write the figure in each format and its plotted data as base.csv, atomically."""
+    out = []
+    meta = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {}}
+    for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta.get(fmt))
+        out.append(atomic.write_bytes(base.with_suffix(f".{fmt}"), buf.getvalue()))
+    plt.close(fig)
+    out.append(atomic.write_text(base.with_suffix(".csv"), data.to_csv(index=False)))
+    return out
+
+
+def _legend_below(fig: plt.Figure, handles: list[Any], ncol: int = 2) -> None:
+    """One figure legend under the axes (figures use the constrained layout)."""
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False,
+                   handlelength=2.2, columnspacing=1.2)
+
+
+def _dashes(drafts: Iterable[Any]) -> dict[Any, Any]:
+    """Line style per draft (solid, dashed, dash-dot, ...), so drafts differ in grey too."""
+    styles = ["-", "--", "-.", (0, (5, 1, 1, 1, 1, 1))]
+    names = sorted({str(d) for d in drafts if not missing(d)})
+    return {d: styles[i % len(styles)] for i, d in enumerate(names)}
+
+
+def _ylabel(metric: str, hib: bool) -> str:
+    return f"{metric} ({'higher' if hib else 'lower'} is better)"
+
+
+def quality_figure(summ: pd.DataFrame, task: str, metric: str, x: str, base: Path,
+                   formats: Sequence[str]) -> list[Path]:
+    """Primary metric vs ``x`` ("nfe_measured" or "time_s"): one curve per (method, variant)
+    over N with 95% CI error bars; draft-only as dashed horizontal lines with a CI band."""
+    d = summ[(summ["task"] == task) & (summ["metric"] == metric) & np.isfinite(summ["mean"])]
+    scale = 1000.0 if x == "time_s" else 1.0
+    drafts = ordered(d[d["method"] == "draft-only"])
+    curves = ordered(d[(d["method"] != "draft-only") & np.isfinite(d[x]) & (d[x] > 0)])
+    if curves.empty and drafts.empty:
+        return []
+    rows = pd.concat([curves.assign(series="curve"), drafts.assign(series="draft-only")])
+    rows = rows.assign(label=[display(m, v) for m, v in zip(rows["method"], rows["variant"],
+                                                             strict=True)],
+                       x=np.where(rows["series"] == "curve", rows[x] * scale, np.nan))
+    colours = palette(zip(rows["method"], rows["label"], strict=True))
+    dash = _dashes(curves["draft"])
+    fig, ax = plt.subplots(figsize=(TWO_COLUMN, 4.2), layout="constrained")
+    handles = []
+    for i, (lab, g) in enumerate(rows[rows["series"] == "curve"].groupby("label", sort=False)):
+        g = g.sort_values("x")
+        err = np.nan_to_num([g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]])
+        h = ax.errorbar(g["x"], g["mean"], yerr=err, color=colours[lab], capsize=1.5,
+                        marker=MARKERS[i % len(MARKERS)], label=lab, elinewidth=0.7,
+                        ls=dash.get(str(g["draft"].iloc[0]), "-"))
+        handles.append(h)
+    for r in rows[rows["series"] == "draft-only"].itertuples():
+        c = colours[r.label]
+        handles.append(ax.axhline(r.mean, ls=":", lw=1.3, color=c, label=f"{r.label} (draft)"))
+        if np.isfinite(r.ci_low) and r.ci_high > r.ci_low:
+            ax.axhspan(r.ci_low, r.ci_high, color=c, alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    ax.set(xlabel="NFE (measured)" if x == "nfe_measured" else "time per batch (ms)",
+           ylabel=_ylabel(metric, higher_is_better(d)), title=task)
+    _legend_below(fig, handles, ncol=3)
+    return _save(fig, base, formats, rows.assign(task=task, metric=metric)[CSV_COLUMNS])
+
+
+def speedup_figure(cells: pd.DataFrame, task: str, base: Path,
+                   formats: Sequence[str]) -> list[Path]:
+    """Measured NFE (left) and wall-clock (right) speed-ups of warm starts against t0, mean
+    and 95% CI over seeds per (method, variant, N); 1/(1-t0), N/ceil((1-t0)N) and S_wall."""
+    w = cells[(cells["task"] == task) & cells["method"].isin(WARM) & (cells["t0"] > 0)]
+    if w.empty:
+        return []
+    rows = []
+    for (method, variant, n), g in w.groupby(["method", "variant", "n_steps"], sort=True):
+        common = {"task": task, "method": method, "variant": variant, "n_steps": n,
+                  "draft": g["draft"].iloc[0], "t0": g["t0"].iloc[0],
+                  "label": display(method, variant)}
+        for series, col in (("nfe measured", "nfe_speedup"), ("wall-clock bound S_wall",
+                            "wall_bound"), ("wall-clock measured", "wall_speedup")):
+            mean, low, high = mean_ci(g[col])
+            rows.append({**common, "series": series, "mean": mean, "ci_low": low,
+                         "ci_high": high, "n_seeds": int(np.isfinite(g[col]).sum())})
+    ns = sorted(int(n) for n in w["n_steps"].dropna().unique())
+    grid = np.linspace(0.0, min(0.99, float(w["t0"].max()) + 0.05), 200)
+    rows += [{"task": task, "series": "1/(1-t0)", "t0": t, "mean": 1 / (1 - t)} for t in grid]
+    rows += [{"task": task, "series": "N/ceil((1-t0)N)", "n_steps": n, "t0": t,
+              "mean": ceil_speedup(t, n)} for n in ns for t in grid]
+    data = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
+    meas = data[data["method"].notna()]
+    colours = palette(zip(meas["method"], meas["label"], strict=True))
+    marker = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(ns)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(TWO_COLUMN, 3.8), sharey=True,
+                                      layout="constrained")
+    ideal = data[data["series"] == "1/(1-t0)"]
+    for ax in (left, right):
+        ax.plot(ideal["t0"], ideal["mean"], "k--", lw=1)
+    styles = ["-", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1))]
+    for i, n in enumerate(ns):
+        b = data[(data["series"] == "N/ceil((1-t0)N)") & (data["n_steps"] == n)]
+        left.plot(b["t0"], b["mean"], color="0.45", lw=0.8, ls=styles[i % len(styles)])
+    for r in meas.itertuples():
+        ax = left if r.series == "nfe measured" else right
+        t = r.t0 + (ns.index(int(r.n_steps)) - (len(ns) - 1) / 2) * 0.006  # N side by side
+        if r.series.endswith("S_wall"):
+            ax.scatter([t], [r.mean], color=colours[r.label], marker="_", s=60, zorder=2)
+            continue
+        err = np.nan_to_num([[r.mean - r.ci_low], [r.ci_high - r.mean]])
+        ax.errorbar([t], [r.mean], yerr=err, color=colours[r.label], ls="none", zorder=3,
+                    marker=marker[int(r.n_steps)], mec="black", mew=0.3, elinewidth=0.7)
+    left.set(title="NFE speed-up", xlabel="$t_0$", ylabel="speed-up (x)")
+    right.set(title="wall-clock speed-up", xlabel="$t_0$")
+    handles = [Line2D([], [], color=c, marker="o", ls="none", label=lab)
+               for lab, c in colours.items()]
+    handles += [Line2D([], [], color="0.45", marker=marker[n], ls=styles[i % len(styles)],
+                       label=f"N={n}: N/ceil((1-t0)N)") for i, n in enumerate(ns)]
+    handles += [Line2D([], [], color="k", ls="--", label="1/(1-t0)"),
+                Line2D([], [], color="0.3", marker="_", ms=8, ls="none",
+                       label="S_wall bound (mean)")]
+    fig.suptitle(task)
+    _legend_below(fig, handles, ncol=3)
+    return _save(fig, base, formats, data)
+
+
+def _full_best(summ: pd.DataFrame, task: str, metric: str) -> pd.Series | None:
+    """Full FM (Euler)'s best mean over N with its interval (as in the quality-matched table)."""
+    f = summ[(summ["task"] == task) & (summ["metric"] == metric) & (summ["method"] == "full-fm")
+             & (summ["solver"] == "euler") & np.isfinite(summ["mean"])]
+    if f.empty:
+        return None
+    return f.loc[f["mean"].idxmax() if higher_is_better(f) else f["mean"].idxmin()]
+
+
+def sweep_figure(summ: pd.DataFrame, task: str, metric: str, base: Path,
+                 formats: Sequence[str], draft: str | None = None,
+                 advised: float | None = None) -> list[Path]:
+    """WS-FM primary metric vs t0, one panel per N, one line per draft (and start/init/solver
+    setting), 95% CI error bars; full FM (Euler)'s best mean and interval as a band. With
+    ``draft``: that draft only, and the t0 advisor's pick ``advised`` as a vertical line."""
+    d = summ[(summ["task"] == task) & (summ["metric"] == metric) & (summ["method"] == "ws-fm")
+             & np.isfinite(summ["mean"]) & np.isfinite(summ["t0"])]
+    if draft is not None:
+        d = d[d["draft"] == draft]
+    if d.empty:
+        return []
+    keys = ["draft", "start", "init", "solver"]
+    d = d.assign(label=[f"WS-FM {' '.join(str(v) for v in vals if not missing(v))}"
+                        for vals in d[keys].itertuples(index=False)])
+    rows = d.assign(series="ws-fm", x=d["t0"]).sort_values(["n_steps", "label", "t0"])
+    best = _full_best(summ, task, metric)
+    if best is not None:
+        label = f"Full FM best (N={best['n_steps']:g}), 95% CI"
+        rows = pd.concat([rows, pd.DataFrame([{**best.to_dict(), "series": "full-fm best",
+                                               "label": label, "t0": np.nan}])])
+    ns = sorted(d["n_steps"].unique())
+    cols = min(len(ns), 4)
+    nrows = math.ceil(len(ns) / cols)
+    fig, axes = plt.subplots(nrows, cols, sharey=True, squeeze=False, layout="constrained",
+                             figsize=(ONE_COLUMN if cols == 1 else TWO_COLUMN, 1.4 + 1.9 * nrows))
+    dash = _dashes(d["draft"])
+    colours = palette(("ws-fm", lab) for lab in sorted(d["label"].unique()))
+    handles: dict[str, Any] = {}
+    for ax, n in zip(axes.flat, ns, strict=False):
+        if best is not None:
+            c = BASE["full-fm"]
+            ax.axhspan(best["ci_low"], best["ci_high"], color=c, alpha=0.18, lw=0)
+            handles[label] = ax.axhline(best["mean"], color=c, lw=1, label=label)
+        sel = rows[(rows["series"] == "ws-fm") & (rows["n_steps"] == n)]
+        for i, (lab, g) in enumerate(sel.groupby("label", sort=True)):
+            err = np.nan_to_num([g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]])
+            handles[lab] = ax.errorbar(g["t0"], g["mean"], yerr=err, color=colours[lab],
+                                       marker=MARKERS[i % len(MARKERS)], capsize=1.5,
+                                       elinewidth=0.7, label=lab,
+                                       ls=dash.get(str(g["draft"].iloc[0]), "-"))
+        if advised is not None:
+            handles["advisor"] = ax.axvline(advised, color="0.25", ls="--", lw=0.8,
+                                            label=f"t0 advisor: {advised:g}")
+        ax.set(title=f"N = {n:g}", xlabel="$t_0$")
+    if advised is not None:
+        rows = pd.concat([rows, pd.DataFrame([{"series": "advisor t0", "t0": advised,
+                                               "draft": draft, "label": "t0 advisor"}])])
+    for ax in axes.flat[len(ns):]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel(_ylabel(metric, higher_is_better(d)))
+    fig.suptitle(task if draft is None else f"{task}, {draft} draft")
+    _legend_below(fig, list(handles.values()), ncol=2)
+    return _save(fig, base, formats, rows.assign(task=task, metric=metric)[CSV_COLUMNS])
+
+
+# ---------------------------------------------------------------------------------- tables
+
+def write_figures(run_dir: str | Path, out_dir: str | Path | None = None,
+                  formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write every figure (in ``formats``, each with its CSV), the .tex tables and index.md
+    into ``out_dir`` (default run_dir/figures); return the written paths.
+
+    Raises harness.errors.RunDirError when ``run_dir`` is not a run folder.
+    """
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "figures"
+    primary = manifest.get("primary_metrics") or {}
+    df, cells = load_run(run_dir), cell_frame(run_dir)
+    summ = summarise(df)
+    written: list[Path] = []
+    with matplotlib.rc_context():
+        set_style()
+        for task in sorted(df["task"].dropna().unique()):
+            metric = primary_metric(df, task, primary)
+            s = slug(task)
+            if metric is not None:
+                written += quality_figure(summ, task, metric, "nfe_measured",
+                                          out / f"{s}_metric_vs_nfe", formats)
+                written += quality_figure(summ, task, metric, "time_s",
+                                          out / f"{s}_metric_vs_time", formats)
+            written += speedup_figure(cells, task, out / f"{s}_speedup_vs_t0", formats)
+            if metric is not None:
+                written += sweep_figure(summ, task, metric, out / f"{s}_t0_sweep", formats)
+                advice = read_advice(run_dir).get(task, {})
+                ws = summ[(summ["task"] == task) & (summ["method"] == "ws-fm")]
+                for draft in sorted(set(ws["draft"].dropna()) | set(advice)):
+                    written += sweep_figure(summ, task, metric, out / f"{s}_t0_sweep_{slug(draft)}",
+                                            formats, draft, advised_t0(advice.get(draft)))
+                written.append(atomic.write_text(out / f"{s}_main.tex",
+                                                 main_table(summ, cells, task, metric)))
+    written.append(atomic.write_text(out / "quality_matched.tex",
+                                     quality_matched_tex(df, primary)))
+    written.append(atomic.write_text(out / "bound_check.tex", bound_check_tex(cells)))
+    lines = [f"# Publication figures: {manifest.get('run_id', run_dir.name)}", "",
+             f"Figures as {', '.join(f.upper() for f in formats)} (PNG at {DPI} dpi), each "
+             "beside a CSV of exactly the plotted data; the LaTeX tables need booktabs.", ""]
+    lines += [f"- [{p.name}]({p.name})" for p in written]
+    written.append(atomic.write_text(out / "index.md", "\n".join(lines) + "\n"))
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """CLI options of `publish`: RUN_DIR, --out DIR, --formats pdf,svg,png."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder under results/")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder (default: RUN_DIR/figures)")
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help="comma-separated figure formats among pdf,svg,png (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the publication figures and tables, print each written path; return 0."""
+    formats = [f.strip().lower() for f in str(args.formats).split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ConfigError(f"--formats {args.formats!r}: choose among {','.join(FORMATS)}")
+    for path in write_figures(args.run_dir, args.out, formats):
+        print(path)
+    return 0

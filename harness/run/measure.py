@@ -1,0 +1,149 @@
+"""One measurement path for every cell: NFE-budget cells, wall-clock cells and their probes.
+
+``time_plan`` runs a method's plan on batches, counting network calls through a wrapper
+(harness.run.nfe) and timing start (draft) and integration on the device's clock, with
+warm-up and repeats (harness.run.timing). ``time_reference`` times the full N-step grid of a
+warm start with the same network, side by side in the same cell. ``record_fields`` are the
+descriptive fields every record carries, and ``bound_check`` judges a warm-start cell against
+the guaranteed speed-up in the harness's own arithmetic (harness.analysis.speedup).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harness.analysis import speedup
+from harness.plugins import Method, SamplingPlan
+from harness.run.cell import Cell
+from harness.run.nfe import CountingNetwork
+from harness.run.timing import Timing, compiled_label, repeat
+
+# Clock.time's shape: run fn, return (its result, seconds). Tests pass a fake clock.
+TimeFn = Callable[[Callable[[], Any]], tuple[Any, float]]
+
+
+@dataclass
+class PlanTiming:
+    """One plan timed on batches: the first call's samples; start (draft), integration and
+    total times of the repeats; the counted NFE of every call."""
+
+    samples: torch.Tensor
+    draft: Timing
+    integrate: Timing
+    total: Timing
+    nfe: int  # the first call's count
+    nfe_ok: bool  # every call took the plan's expected_nfe
+    deterministic: bool  # every repeat gave the first call's samples
+    nonfinite: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total": self.total.as_dict(), "draft": self.draft.as_dict(),
+                "integrate": self.integrate.as_dict(), "reference": None}
+
+
+def time_plan(plan: SamplingPlan, network: Any, batch: int, time_fn: TimeFn,
+              generator: Callable[[], torch.Generator], warmup: int,
+              repeats: int) -> PlanTiming:
+    """Sample ``plan`` on batches of ``batch`` with ``network`` (the plan's own, or a compiled
+    one) counted: max(warmup, 1) calls (the first kept apart), then ``repeats`` timed ones.
+    ``generator()`` gives the same stream every call, so every call draws the same samples."""
+    counter = CountingNetwork(network) if network is not None else None
+
+    def once() -> tuple[torch.Tensor, float, float, int]:
+        g = generator()
+        x0, t_draft = time_fn(lambda: plan.draw_start(batch, g))
+        if counter is not None:
+            counter.reset()
+        x, t_int = time_fn(lambda: plan.integrate(counter, x0, g))
+        return x, t_draft, t_int, counter.reset() if counter is not None else 0
+
+    with torch.no_grad():
+        first, runs = repeat(once, warmup, max(repeats, 1))
+    samples = first[0]
+    return PlanTiming(
+        samples=samples,
+        draft=Timing([r[1] for r in runs], first[1]),
+        integrate=Timing([r[2] for r in runs], first[2]),
+        total=Timing([r[1] + r[2] for r in runs], first[1] + first[2]),
+        nfe=first[3],
+        nfe_ok={first[3]} | {r[3] for r in runs} == {plan.expected_nfe},
+        deterministic=all(torch.equal(samples, r[0]) for r in runs),
+        nonfinite=int((~torch.isfinite(samples)).sum()),
+    )
+
+
+def time_reference(plan: SamplingPlan, network: Any, x_start: torch.Tensor, time_fn: TimeFn,
+                   generator: Callable[[], torch.Generator], warmup: int,
+                   repeats: int) -> tuple[Timing, int]:
+    """Time the plan's ``reference_integrate`` (the full grid from t = 0) from ``x_start`` with
+    ``network`` counted; returns its Timing and the first call's NFE."""
+    counter = CountingNetwork(network)
+
+    def once() -> tuple[float, int]:
+        counter.reset()
+        g = generator()
+        _, t = time_fn(lambda: plan.reference_integrate(counter, x_start, g))
+        return t, counter.reset()
+
+    with torch.no_grad():
+        first, runs = repeat(once, warmup, max(repeats, 1))
+    return Timing([r[0] for r in runs], first[0]), first[1]
+
+
+def record_fields(cell: Cell, method: Method, plan: SamplingPlan) -> dict[str, Any]:
+    """The descriptive fields of a record: what ran (task, method, variant, options, steps)."""
+    options = method.options()
+    return {
+        "cell_id": cell.cell_id,
+        "cell": cell.to_dict(),
+        "task": cell.task,
+        "method": cell.method,
+        "family": method.family,
+        "variant": compiled_label(method.label(), cell.compile),
+        "draft": options.get("draft"),
+        "t0": plan.t0 if plan.network is not None else None,
+        "start": options.get("start", plan.info.get("source")),
+        "init": options.get("init"),
+        "solver": options.get("solver", plan.info.get("sampler")),
+        "n_steps": plan.n_steps,
+        "k_steps": plan.k_steps,
+        "nfe_budget": plan.n_steps * plan.evals_per_step,
+        "nfe_expected": plan.expected_nfe,
+        "seed": cell.seed,
+        "n_samples": cell.n_samples,
+        "device": cell.device,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def bound_check(plan: SamplingPlan, nfe_measured: int, ref_nfe: int, total: Timing,
+                draft: Timing, ref: Timing) -> dict[str, Any]:
+    """METHOD.md's two checks: the NFE ratio is exact (K recounted in the harness's own
+    arithmetic); the wall-clock speed-up is not short of S_wall (from this cell's measured c
+    and T_d) by more than this cell's timing noise."""
+    n, k, s = plan.n_steps, plan.k_steps, plan.evals_per_step
+    nfe_speedup = ref_nfe / nfe_measured if nfe_measured else math.inf
+    nfe_theory = speedup.nfe_speedup(plan.t0, n)
+    time_per_call = ref.median / ref_nfe if ref_nfe else math.nan
+    wall_bound = speedup.wall_clock_bound(n, k, s, time_per_call, draft.median)
+    wall_speedup = ref.median / total.median
+    noise = total.relative_spread + ref.relative_spread
+    nfe_exact = nfe_speedup == nfe_theory and ref_nfe == n * s and nfe_measured == k * s
+    return {
+        "ref_time_s": ref.median,
+        "ref_nfe": ref_nfe,
+        "nfe_speedup": nfe_speedup,
+        "nfe_speedup_theory": nfe_theory,
+        "ideal_speedup": speedup.ideal_speedup(plan.t0),
+        "wall_speedup": wall_speedup,
+        "wall_bound": wall_bound,
+        "bound_time_per_call_s": time_per_call,  # the c and T_d S_wall used (costmodel.py)
+        "bound_draft_time_s": draft.median,
+        "timing_noise": noise,
+        "bound_ok": bool(nfe_exact and wall_speedup >= wall_bound * (1 - noise)),
+    }

@@ -1,0 +1,372 @@
+"""Suites: what to run, from a TOML file or the command line, expanded into cells.
+
+    name = "my-suite"
+    seeds = [0, 1, 2]
+    budgets = [10, 20, 50]        # N: steps of the full grid (step size 1/N)
+    device = "cpu"
+    n_samples = 2000              # samples generated, timed and judged per cell
+    n_eval = 2000                 # held-out reference points for the metrics
+    [training]                    # optional overrides of the tasks' training settings
+    steps = 1500
+
+    [[tasks]]
+    name = "two-moons"            # other keys are the task's options, except these
+    n_samples = 1000              # per-task overrides: n_samples, n_eval, budgets, training
+
+    [[methods]]
+    name = "ws-fm"
+    t0 = [0.5, 0.9]               # a list expands: one variant per value (cartesian product)
+    draft = ["good", "poor"]
+    tasks = ["two-moons"]         # optional: only on these tasks
+    budgets = [10, 100]           # optional: instead of the suite's budgets
+    time_budgets = [0.05]         # optional: instead of the suite's (or task's) time budgets
+
+``compile = [false, true]`` (top level) runs each cell also with its network wrapped in
+torch.compile (true: the "inductor" backend; a backend name picks another): a separate
+variant, labelled " compiled", whose first-call compile time is recorded apart.
+
+Wall-clock budgets (harness.run.budgets): ``time_budgets = [0.02, 0.05, 0.2]`` gives seconds per
+batch of ``time_batch`` samples (default: the cell's n_samples). Each becomes a TimeCell per
+method and seed, beside the NFE-budget cells: its N is chosen at run time, the largest whose
+predicted time fits. Both keys can be set suite-wide and per task; ``time_budgets`` also per
+method (``time_budgets = []`` there: none for that method).
+
+Everything is validated (plugin names, options, t0, budgets, device) before any work
+starts; errors name the bad key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.cache import stable_hash
+from harness.checks import positive_int, seconds
+from harness.errors import ConfigError
+from harness.nn.training import TrainConfig
+from harness.plugins import instantiate
+from harness.registry import methods, metrics, tasks
+from harness.run.cell import Cell, TimeCell
+from harness.run.timing import check_backend
+
+SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"  # harness/suites
+DEFAULT_SUITE = SUITES_DIR / "default.toml"
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    options: dict[str, Any]
+    tasks: list[str] | None = None
+    budgets: list[int] | None = None
+    time_budgets: list[float] | None = None  # seconds per batch; None: the task's or suite's
+
+
+@dataclass
+class Suite:
+    name: str
+    tasks: list[tuple[str, dict[str, Any]]]
+    methods: list[MethodSpec]
+    budgets: list[int]
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    device: str = "cpu"
+    n_samples: int = 2000
+    n_eval: int = 2000
+    repeats: int = 3
+    warmup: int = 1
+    threads: int | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    # Per-task overrides of n_samples, n_eval, budgets and training (a costly task, say).
+    task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Wall-clock budgets (harness.run.budgets): seconds per batch of time_batch samples.
+    time_budgets: list[float] = field(default_factory=list)
+    time_batch: int | None = None
+    # torch.compile variants: False (eager) and/or backend names (harness.run.timing).
+    compile: list[str | bool] = field(default_factory=lambda: [False])
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        # Unused wall-clock keys are left out, so a suite without them keeps the config hash
+        # (and run folder) it had before they existed.
+        if not data["time_budgets"]:
+            del data["time_budgets"]
+        if data["time_batch"] is None:
+            del data["time_batch"]
+        if data["compile"] == [False]:  # the default, left out for the same reason
+            del data["compile"]
+        for spec in data["methods"]:
+            if spec.get("time_budgets") is None:
+                spec.pop("time_budgets", None)
+        return data
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash(self.as_dict())
+
+
+_TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
+TASK_SETTINGS = ("n_samples", "n_eval", "budgets", "training", "time_budgets", "time_batch")
+_METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets"}
+
+
+def _int_list(value: Any, what: str) -> list[int]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ConfigError(f"{what} must not be empty")
+    return [positive_int(v, f"each of {what}") for v in items]
+
+
+def time_budget_list(value: Any, what: str) -> list[float]:
+    """Seconds per batch: each a finite number > 0 (an empty list means none)."""
+    items = [seconds(v, what) for v in (value if isinstance(value, list) else [value])]
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{what} has duplicates: {value!r}")
+    return items
+
+
+def _compile_list(value: Any, what: str) -> list[str | bool]:
+    """compile = false | true | "backend" | [...]: each False or a torch.compile backend."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ConfigError(f"{what} must not be empty; use compile = false")
+    out = [check_backend(v, what) for v in items]
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{what} has duplicates: {value!r} (true means 'inductor')")
+    return out
+
+
+def _with_compile(suite: Suite, cells: list[Cell]) -> list[Cell]:
+    """Each cell once per compile value (a compiled twin right after its eager cell), except
+    for draft-family methods: no network to compile, so they run once, eager."""
+    if suite.compile == [False]:
+        return cells
+    out = []
+    for cell in cells:
+        has_network = getattr(methods.get(cell.method), "family", "") != "draft"
+        out += [replace(cell, compile=c) for c in (suite.compile if has_network else [False])]
+    return out
+
+
+def _seeds(value: Any, what: str) -> list[int]:
+    items = value if isinstance(value, list) else [value]
+    bad = [s for s in items if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if not items or bad:
+        raise ConfigError(f"{what} must be a non-empty list of integers >= 0, got {value!r}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{what} has duplicates: {value!r}")
+    return items
+
+
+def check_device(device: str) -> str:
+    """A device that exists here; 'cuda' without a GPU is an error, not a silent CPU run."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"device {device!r} is not a device name; use 'cpu' or 'cuda[:N]'"
+        ) from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r} asked for, but no CUDA GPU is available here "
+                "(torch.cuda.is_available() is False); use device = 'cpu'"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported; use 'cpu' or 'cuda[:N]'")
+    return device
+
+
+def _expand(options: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = list(options)
+    values = [v if isinstance(v, list) else [v] for v in options.values()]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
+    """Build and validate a Suite from a TOML-shaped dict."""
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
+    for key in ("tasks", "methods"):
+        if not data.get(key):
+            raise ConfigError(f"{source}: needs at least one [[{key}]] entry")
+    if "budgets" not in data:
+        raise ConfigError(f"{source}: needs budgets = [N, ...] (steps of the full grid)")
+
+    task_list, task_settings = [], {}
+    for entry in data["tasks"]:
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        if "name" not in entry:
+            raise ConfigError(f"{source}: a [[tasks]] entry has no name")
+        name = entry.pop("name")
+        settings = {k: entry.pop(k) for k in TASK_SETTINGS if k in entry}
+        where = f"{source}: task {name!r}"
+        for key in ("n_samples", "n_eval"):
+            if key in settings:
+                positive_int(settings[key], f"{where}: {key}")
+        if "budgets" in settings:
+            settings["budgets"] = _int_list(settings["budgets"], f"{where}: budgets")
+        if "time_budgets" in settings:
+            settings["time_budgets"] = time_budget_list(settings["time_budgets"],
+                                                        f"{where}: time_budgets")
+        if "time_batch" in settings:
+            positive_int(settings["time_batch"], f"{where}: time_batch")
+        if settings:
+            task_settings[name] = settings
+        task_list.append((name, entry))
+
+    method_list = []
+    for entry in data["methods"]:
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        if "name" not in entry:
+            raise ConfigError(f"{source}: a [[methods]] entry has no name")
+        name = entry.pop("name")
+        only = entry.pop("tasks", None)
+        budgets = entry.pop("budgets", None)
+        if budgets is not None:
+            budgets = _int_list(budgets, f"{source}: budgets of method {name!r}")
+        time_budgets = entry.pop("time_budgets", None)
+        if time_budgets is not None:
+            time_budgets = time_budget_list(time_budgets,
+                                            f"{source}: time_budgets of method {name!r}")
+        for options in _expand(entry):
+            method_list.append(MethodSpec(name, options, only, budgets, time_budgets))
+
+    suite = Suite(
+        name=str(data.get("name", Path(source).stem)),
+        tasks=task_list,
+        methods=method_list,
+        budgets=_int_list(data["budgets"], f"{source}: budgets"),
+        seeds=_seeds(data.get("seeds", [0, 1, 2]), f"{source}: seeds"),
+        device=str(data.get("device", "cpu")),
+        n_samples=positive_int(data.get("n_samples", 2000), f"{source}: n_samples"),
+        n_eval=positive_int(data.get("n_eval", 2000), f"{source}: n_eval"),
+        repeats=positive_int(data.get("repeats", 3), f"{source}: repeats"),
+        warmup=positive_int(data.get("warmup", 1), f"{source}: warmup"),
+        threads=data.get("threads"),
+        training=dict(data.get("training", {})),
+        task_settings=task_settings,
+        time_budgets=time_budget_list(data.get("time_budgets", []), f"{source}: time_budgets"),
+        compile=_compile_list(data.get("compile", False), f"{source}: compile"),
+        time_batch=(None if data.get("time_batch") is None else
+                    positive_int(data["time_batch"], f"{source}: time_batch")),
+    )
+    validate(suite, source)
+    return suite
+
+
+def _check_training(training: Any, where: str) -> None:
+    allowed = [f.name for f in fields(TrainConfig)]
+    if not isinstance(training, dict):
+        raise ConfigError(f"{where} must be a table with keys {', '.join(allowed)}")
+    bad = sorted(set(training) - set(allowed))
+    if bad:
+        raise ConfigError(
+            f"{where} has no key {', '.join(map(repr, bad))}; allowed: {', '.join(allowed)}"
+        )
+    for key in ("steps", "batch_size"):
+        if key in training:
+            positive_int(training[key], f"{where}: {key}")
+    lr = training.get("lr", 1.0)
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
+
+
+def validate(suite: Suite, source: str = "suite") -> None:
+    """Check every name and option against the registry; raises ConfigError."""
+    if not suite.seeds:
+        raise ConfigError(f"{source}: seeds must not be empty")
+    check_device(suite.device)
+    _check_training(suite.training, f"{source}: [training]")
+    for name, settings in suite.task_settings.items():
+        _check_training(settings.get("training", {}), f"{source}: task {name!r} training")
+
+    task_objs = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
+    for task in task_objs.values():
+        for metric in task.metrics:
+            metrics.entry(metric)
+    for spec in suite.methods:
+        method = instantiate(methods, spec.name, spec.options)
+        for name in spec.tasks or []:
+            if name not in task_objs:
+                raise ConfigError(
+                    f"{source}: method {spec.name!r} names task {name!r}, which the suite does "
+                    f"not run; its tasks are {', '.join(task_objs)}"
+                )
+        for name in spec.tasks or list(task_objs):
+            try:
+                method.check_task(task_objs[name])
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{source}: method {spec.name!r} on task {name!r}: {exc}"
+                ) from exc
+
+
+def read_suite_file(path: str | Path) -> dict[str, Any]:
+    """The TOML table of a suite file (name defaults to the file's stem); not yet validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist; give a TOML file (see README)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"suite file {path} is not valid TOML: {exc}") from exc
+    data.setdefault("name", path.stem)
+    return data
+
+
+def load_suite(path: str | Path) -> Suite:
+    return parse_suite(read_suite_file(path), str(path))
+
+
+def expand_cells(suite: Suite) -> list[Cell]:
+    """task x seed x method x budget, ordered so cells sharing trained models are adjacent."""
+    cells = []
+    for (task, task_options), seed in itertools.product(suite.tasks, suite.seeds):
+        settings = suite.task_settings.get(task, {})
+        training = {**suite.training, **settings.get("training", {})}
+        for spec in suite.methods:
+            if spec.tasks is not None and task not in spec.tasks:
+                continue
+            uses_budget = getattr(methods.get(spec.name), "uses_budget", True)
+            budgets = spec.budgets or settings.get("budgets") or suite.budgets
+            for n in budgets if uses_budget else [0]:
+                cells.append(Cell(
+                    task=task, task_options=task_options, method=spec.name,
+                    method_options=spec.options, n_steps=n, seed=seed, device=suite.device,
+                    n_samples=settings.get("n_samples", suite.n_samples),
+                    n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
+                    warmup=suite.warmup, training=training,
+                ))
+            cells += _time_cells(suite, spec, settings, task, task_options, seed, training)
+    return _with_compile(suite, cells)
+
+
+def _time_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task: str,
+                task_options: dict[str, Any], seed: int,
+                training: dict[str, Any]) -> list[TimeCell]:
+    """The wall-clock cells of one method variant on one task and seed (N chosen at run time)."""
+    budgets = spec.time_budgets
+    if budgets is None:
+        budgets = settings.get("time_budgets", suite.time_budgets)
+    n_samples = settings.get("n_samples", suite.n_samples)
+    batch = settings.get("time_batch", suite.time_batch) or n_samples
+    return [TimeCell(
+        task=task, task_options=task_options, method=spec.name, method_options=spec.options,
+        n_steps=0, seed=seed, device=suite.device, n_samples=n_samples,
+        n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
+        warmup=suite.warmup, training=training, time_budget=float(b), time_batch=int(batch),
+    ) for b in budgets]

@@ -1,1 +1,0 @@
-"""Task plugins: data sets with their network, drafts, refiner and metrics."""
