@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 from harness.errors import ConfigError
 
 
@@ -30,3 +32,53 @@ def seconds(value: Any, what: str) -> float:
         raise ConfigError(f"{what}: {value!r} is not a time budget; it must be a finite number "
                           "of seconds > 0, e.g. time_budgets = [0.02, 0.05, 0.2]")
     return float(value)
+
+
+def positive_int_list(value: Any, what: str) -> list[int]:
+    """A non-empty list (or one value) of positive integers."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ConfigError(f"{what} must not be empty")
+    return [positive_int(v, f"each of {what}") for v in items]
+
+
+def time_budget_list(value: Any, what: str) -> list[float]:
+    """Seconds per batch: each a finite number > 0 (an empty list means none)."""
+    items = [seconds(v, what) for v in (value if isinstance(value, list) else [value])]
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{what} has duplicates: {value!r}")
+    return items
+
+
+def seed_list(value: Any, what: str, empty: bool = False) -> list[int]:
+    """Distinct integers >= 0 (a list, or one value); empty only if ``empty``."""
+    items = value if isinstance(value, list) else [value]
+    bad = [s for s in items if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if (not items and not empty) or bad:
+        raise ConfigError(f"{what} must be a non-empty list of integers >= 0, got {value!r}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{what} has duplicates: {value!r}")
+    return items
+
+
+def check_device(device: str) -> str:
+    """A device that exists here; 'cuda' without a GPU is an error, not a silent CPU run."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"device {device!r} is not a device name; use 'cpu' or 'cuda[:N]'"
+        ) from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r} asked for, but no CUDA GPU is available here "
+                "(torch.cuda.is_available() is False); use device = 'cpu'"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported; use 'cpu' or 'cuda[:N]'")
+    return device

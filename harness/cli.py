@@ -46,7 +46,7 @@ def build_suite(args: argparse.Namespace):
         data["tasks"] = [{"name": t} for t in args.task]
     if args.method:
         data["methods"] = [parse_method(m) for m in args.method]
-    for key in ("budgets", "seeds", "device", "n_samples", "threads"):
+    for key in ("budgets", "seeds", "selection_seeds", "device", "n_samples", "threads"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     if args.train_steps is not None:
@@ -111,7 +111,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", action="append",
                    help="method[:key=value,...]; a|b gives several values (repeatable)")
     p.add_argument("--budgets", type=int, nargs="+", help="step budgets N")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds")
+    p.add_argument("--seeds", type=int, nargs="+", help="evaluation seeds (the headline's)")
+    p.add_argument("--selection-seeds", type=int, nargs="+", dest="selection_seeds",
+                   help="seeds the headline chooses settings on (disjoint from --seeds)")
     p.add_argument("--device", help="cpu or cuda[:N]")
     p.add_argument("--n-samples", type=int, dest="n_samples", help="samples per cell")
     p.add_argument("--threads", type=int, help="torch CPU threads (recorded)")
@@ -133,6 +135,8 @@ def make_parser() -> argparse.ArgumentParser:
         ("figures", "harness.report.publish",
          "publication figures and LaTeX tables from a stored run"),
         ("cache", "harness.cache", "list or clear cached models, drafts and pairs"),
+        ("summary", "harness.report.headline",
+         "the headline of a run: verdicts and speed-ups per task, draft and warm start"),
     ):
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=text, description=text)

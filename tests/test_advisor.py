@@ -165,7 +165,7 @@ def test_run_suite_writes_advice_before_training(tmp_path) -> None:
     run_dir = runner.run_suite(suite, tmp_path / "results", cache=cache, progress=False)
     saved = json.loads((run_dir / ADVICE_FILE).read_text())
     # Only the warm-start methods' drafts (draft-only has no t0), at the first seed.
-    assert saved["seed"] == 0 and set(saved["tasks"]["two-moons"]) == {"poor"}
+    assert saved["seeds"] == {"two-moons": 0} and set(saved["tasks"]["two-moons"]) == {"poor"}
     poor = read_advice(run_dir)["two-moons"]["poor"]
     assert poor["t0"] is None or 0 < poor["t0"] < 1
     assert len(poor["accuracy"]) == len(advisor.GRID)

@@ -102,7 +102,8 @@ def test_same_run_has_no_regressions(base: Path) -> None:
     result = compare_runs(base, base)
     assert result.exit_code == 0 and result.regressions == [] and result.improvements == []
     assert result.compared == 4 and result.unchanged == 4
-    assert "0 regressions in 4 compared groups" in result.to_markdown()
+    assert ("**0 regressions**: quality in 4 compared metric groups: 0 worse, 0 better, "
+            "4 unchanged. 0 timing warning(s)") in result.to_markdown()
 
 
 def test_worse_lower_is_better_metric_is_a_regression(base: Path, tmp_path: Path) -> None:
@@ -113,7 +114,7 @@ def test_worse_lower_is_better_metric_is_a_regression(base: Path, tmp_path: Path
     assert reg["kind"] == "quality" and reg["metric"] == "swd" and reg["p_value"] < 0.05
     assert reg["base"] == pytest.approx(0.1) and reg["delta"] == pytest.approx(0.05)
     md = result.to_markdown()
-    assert "1 regression in 4 compared groups" in md
+    assert "**1 regression**: quality in 4 compared metric groups: 1 worse, 0 better" in md
     row = next(line for line in md.splitlines() if line.startswith("| quality"))
     for word in ("two-moons", "ws-fm", "good t0=0.5 draft scratch euler", "swd"):
         assert word in row
@@ -230,14 +231,24 @@ def test_per_cell_wall_clock_flips_are_noted_not_regressions(tmp_path: Path) -> 
     assert any("per-cell wall-clock bound" in note for note in result.notes)
 
 
-def test_group_short_of_the_wall_clock_bound_is_a_regression(tmp_path: Path) -> None:
+def test_group_short_of_the_wall_clock_bound_warns_unless_timing_is_strict(
+        tmp_path: Path) -> None:
     def far_below(rec: dict) -> None:
         if rec["wall_speedup"]:
             rec["wall_speedup"], rec["wall_bound"] = 1.9, 4.0  # 0.475 of S_wall
     base, new = _make_run(tmp_path, "base"), _make_run(tmp_path, "new", far_below)
-    kinds = {(r["kind"], r["metric"]) for r in compare_runs(base, new).regressions}
+    # Timing alone never fails a comparison (load noise on a shared machine) ...
+    warned = compare_runs(base, new)
+    assert warned.exit_code == 0 and warned.regressions == []
+    assert {(r["kind"], r["metric"]) for r in warned.warnings} == {("bound",
+                                                                   "wall_speedup/S_wall")}
+    assert "1 timing warning(s) (never a regression unless --timing strict)" in \
+        warned.to_markdown()
+    # ... unless asked to.
+    kinds = {(r["kind"], r["metric"]) for r in compare_runs(base, new, timing="strict")
+             .regressions}
     assert kinds == {("bound", "wall_speedup/S_wall")}
-    assert compare_runs(new, new).exit_code == 0  # short in base too: not a new regression
+    assert compare_runs(new, new, timing="strict").exit_code == 0  # short in base too
 
 
 def test_timing_judged_by_wall_speedup_only(base: Path, tmp_path: Path) -> None:
@@ -255,7 +266,8 @@ def test_timing_judged_by_wall_speedup_only(base: Path, tmp_path: Path) -> None:
     def drop(rec: dict) -> None:
         if rec["wall_speedup"]:
             rec["wall_speedup"] = 1.2
-    result = compare_runs(base, _make_run(tmp_path, "drop", drop))
+    assert compare_runs(base, _make_run(tmp_path, "drop", drop)).exit_code == 0  # warnings
+    result = compare_runs(base, _make_run(tmp_path, "drop-strict", drop), timing="strict")
     # 1.2 is below 1.9 by more than 25%, and 0.6 of S_wall = 2.0: timing and bound regressions.
     by_kind = {r["kind"]: r for r in result.regressions}
     assert set(by_kind) == {"timing", "bound"}
@@ -263,7 +275,8 @@ def test_timing_judged_by_wall_speedup_only(base: Path, tmp_path: Path) -> None:
     assert reg["metric"] == "wall_speedup"
     assert reg["base"] == pytest.approx(1.9) and reg["new"] == pytest.approx(1.2)
     loose = Tolerances(wall_speedup_rel=0.5)
-    assert compare_runs(base, _make_run(tmp_path, "drop2", drop), loose).exit_code == 0
+    assert compare_runs(base, _make_run(tmp_path, "drop2", drop), loose,
+                        timing="strict").exit_code == 0
 
 
 def test_single_seed_uses_tolerance_alone(tmp_path: Path) -> None:
@@ -353,7 +366,7 @@ def test_run_glue(base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     data = json.loads(capsys.readouterr().out)
     assert data["exit_code"] == 1 and data["regressions"][0]["metric"] == "swd"
     assert data["tolerances"]["metrics"]["swd"] == {"rel": 0.1, "abs": 0.01}
-    assert "1 regression in" in out.read_text()
+    assert "**1 regression**" in out.read_text()
     assert run(_cli(str(base), str(new), "--metric-tol", "swd:abs=0.1")) == 0
     assert run(_cli(str(base), str(new), "--abs", "0.1")) == 0
     assert run(_cli(str(base), str(new), "--alpha", "1e-9")) == 0

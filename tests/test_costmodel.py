@@ -20,7 +20,7 @@ from harness.analysis.costmodel import (
     predict_cells,
 )
 from harness.report.cost import cost_model_section
-from harness.run import runner
+from harness.run import measure
 from harness.run.timing import Timing
 from wsfm import theory
 
@@ -118,19 +118,49 @@ def test_predict_and_max_steps() -> None:
         max_steps(1.0, 0.0)
 
 
-def test_bound_check_uses_the_figures_it_records() -> None:
+def _timing(median: float, n: int = 5, jitter: float = 0.0) -> Timing:
+    return Timing([median + jitter * (i - n // 2) for i in range(n)], median)
+
+
+def test_bound_check_includes_the_fixed_cost_and_the_draft() -> None:
     plan = SimpleNamespace(n_steps=20, k_steps=5, evals_per_step=2, t0=0.75)
-    draft = Timing([0.004, 0.005, 0.006], 0.01)
-    ref = Timing([0.040, 0.041, 0.042], 0.08)
-    total = Timing([0.016, 0.017, 0.018], 0.03)
-    out = runner.bound_check(plan, 10, 40, total, draft, ref)
-    c = out["bound_time_per_call_s"]
-    assert c == pytest.approx(0.041 / 40) and out["bound_draft_time_s"] == 0.005
-    # S_wall is the cost model's prediction of the full grid over that of the warm start.
-    full = predict(20, c, evals_per_step=2)
-    warm = predict(5, c, evals_per_step=2, draft_s=0.005)
-    assert out["wall_bound"] == pytest.approx(full / warm)
-    assert out["wall_bound"] == pytest.approx(theory.wall_clock_bound(20, 5, 2, c, 0.005))
+    c, fixed, t_d = 1e-3, 4e-3, 2e-3
+    ref = _timing(fixed + 40 * c)  # the full grid: F + N s c
+    total = _timing(t_d + fixed + 10 * c)  # the warm start: T_d + F + K s c
+    out = measure.bound_check(plan, 0.75, 10, 0.75, 40, total, _timing(t_d), ref, _timing(c))
+    assert out["fixed_time_s"] == pytest.approx(fixed) and out["call_time_s"] == c
+    # S_wall = (F + N s c) / (F + T_d + K s c): met exactly by these timings.
+    assert out["wall_bound"] == pytest.approx((fixed + 40 * c) / (fixed + t_d + 10 * c))
+    assert out["wall_speedup"] == pytest.approx(out["wall_bound"])
+    assert out["wall_status"] == "ok" and out["bound_ok"] is True
+    assert out["k_observed"] == 5 and out["nfe_speedup"] == 4 == out["nfe_speedup_theory"]
+    # The bound without F (the old one) would have asked for more than was possible.
+    assert theory.wall_clock_bound(20, 5, 2, c, t_d) > out["wall_speedup"]
+
+
+def test_bound_check_flags_impossible_and_short_speedups() -> None:
+    plan = SimpleNamespace(n_steps=10, k_steps=1, evals_per_step=1, t0=0.9)
+    ref, call, draft = _timing(0.010), _timing(0.001), _timing(0.0)
+    fast = measure.bound_check(plan, 0.9, 1, 0.9, 10, _timing(0.0005), draft, ref, call)
+    assert fast["wall_status"] == "impossible" and fast["bound_ok"] is False  # 20x > N/K = 10
+    slow = measure.bound_check(plan, 0.9, 1, 0.9, 10, _timing(0.005), draft, ref, call)
+    assert slow["wall_status"] == "shortfall" and slow["bound_ok"] is False  # 2x < S_wall 10x
+    noisy = measure.bound_check(plan, 0.9, 1, 0.9, 10, _timing(0.005, jitter=0.001), draft,
+                                ref, call)
+    assert noisy["wall_status"] == "ok"  # within 3 robust sd of the bound: not flagged
+    few = measure.bound_check(plan, 0.9, 1, 0.9, 10, _timing(0.0005, n=3), draft, _timing(
+        0.010, n=3), call)
+    assert few["wall_status"] == "not judged" and few["bound_ok"] is True
+
+
+def test_bound_check_recounts_k_from_where_the_solver_started() -> None:
+    plan = SimpleNamespace(n_steps=10, k_steps=2, evals_per_step=1, t0=0.8)
+    t = _timing(0.001)
+    honest = measure.bound_check(plan, 0.8, 2, 0.800000011920929, 10, t, t, t, t)  # float32 t0
+    assert honest["k_observed"] == 2 and honest["bound_ok"] is True
+    # A sampler that started at t = 0.9 although the method says t0 = 0.8 (and reports K = 2).
+    lying = measure.bound_check(plan, 0.8, 2, 0.9, 10, t, t, t, t)
+    assert lying["k_observed"] == 1 and lying["bound_ok"] is False
 
 
 def test_cost_model_section() -> None:

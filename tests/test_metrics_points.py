@@ -206,3 +206,17 @@ def test_gpu_matches_cpu(ref, shifted) -> None:
         cpu = metric.compute(shifted, ref, seed=0)
         gpu = metric.compute(shifted.cuda(), ref, seed=0)  # reference moved to the samples' device
         assert gpu == pytest.approx(cpu, rel=1e-3, abs=1e-4)
+
+
+def test_mmd_bandwidth_comes_from_the_reference_alone() -> None:
+    """Every method of a seed is judged with the same kernel: the median-heuristic bandwidth
+    is the reference set's, whatever the samples are."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(500, 2, generator=g)
+    mmd = MaximumMeanDiscrepancy()
+    stats = mmd.reference_stats(y, seed=0)
+    assert float(stats["bandwidth"]) == pytest.approx(float(torch.pdist(y).median()))
+    for scale in (0.1, 3.0):  # samples far narrower or wider than the reference
+        x = scale * torch.randn(400, 2, generator=g)
+        assert mmd.compute(x, y, seed=0) == pytest.approx(mmd.compute(x, y, seed=0, stats=stats))
+    assert mmd.compute(3.0 * y, y, seed=0) > mmd.compute(1.1 * y, y, seed=0) > 0

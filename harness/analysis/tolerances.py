@@ -34,7 +34,8 @@ def _number(value: Any, key: str, source: str) -> float:
     return float(value)
 
 
-def _tol(table: Any, where: str, source: str, inherit: Tol) -> Tol:
+def tol_from_table(table: Any, where: str, source: str, inherit: Tol) -> Tol:
+    """A Tol from a TOML table {rel, abs}, missing keys inherited; errors name ``where``."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [{where}] must be a table with rel and/or abs")
     for key in sorted(set(table) - {"rel", "abs"}):
@@ -59,14 +60,14 @@ class Tolerances:
     def from_dict(cls, data: dict[str, Any], source: str = "tolerances") -> Tolerances:
         for key in sorted(set(data) - {"default", "metrics", "timing"}):
             raise ConfigError(f"{source}: unknown key {key!r}; allowed: default, metrics, timing")
-        default = _tol(data.get("default", {}), "default", source, Tol())
+        default = tol_from_table(data.get("default", {}), "default", source, Tol())
         metrics, timing = data.get("metrics", {}), data.get("timing", {})
         for name, table in (("metrics", metrics), ("timing", timing)):
             if not isinstance(table, dict):
                 raise ConfigError(f"{source}: [{name}] must be a table")
         for key in sorted(set(timing) - {"wall_speedup_rel"}):
             raise ConfigError(f"{source}: unknown key timing.{key!r}; allowed: wall_speedup_rel")
-        return cls(default, {m: _tol(t, f"metrics.{m}", source, default)
+        return cls(default, {m: tol_from_table(t, f"metrics.{m}", source, default)
                              for m, t in metrics.items()},
                    _number(timing.get("wall_speedup_rel", 0.25), "timing.wall_speedup_rel",
                            source), source)
@@ -104,7 +105,7 @@ class Tolerances:
             except ValueError as exc:
                 raise ConfigError(f"--metric-tol {text!r}: {exc}") from exc
             name = name.strip()
-            metrics[name] = _tol(table, f"metrics.{name}", "--metric-tol",
+            metrics[name] = tol_from_table(table, f"metrics.{name}", "--metric-tol",
                                  metrics.get(name, default))
         return replace(self, default_tol=default, metrics=metrics)
 

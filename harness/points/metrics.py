@@ -150,21 +150,23 @@ class SlicedWasserstein(Metric):
 class MaximumMeanDiscrepancy(Metric):
     """Unbiased squared MMD, RBF kernel with median-heuristic bandwidth (lower is better)."""
 
-    bandwidth: float | None = None  # None: median pairwise distance of the pooled sample
+    bandwidth: float | None = None  # None: median pairwise distance of the reference set
     higher_is_better = False
+    # 2: the bandwidth comes from the reference set alone, so every method of a seed is judged
+    # with the same kernel (it came from samples and reference pooled).
+    version = "2"
 
     def __post_init__(self) -> None:
         bw = self.bandwidth
         if bw is not None and (isinstance(bw, bool) or not isinstance(bw, int | float) or bw <= 0):
             raise ValueError(f"bandwidth must be a positive number or None, got {self.bandwidth!r}")
 
-    def _median_bandwidth(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
-        pooled = torch.cat([x, y])
-        if pooled.shape[0] > _MEDIAN_POINTS:
+    @staticmethod
+    def _median_bandwidth(y: torch.Tensor, seed: int) -> float:
+        if y.shape[0] > _MEDIAN_POINTS:
             gen = torch.Generator().manual_seed(seed)
-            pick = torch.randperm(pooled.shape[0], generator=gen)[:_MEDIAN_POINTS]
-            pooled = pooled[pick.to(pooled.device)]
-        d = torch.cdist(pooled, pooled)
+            y = y[torch.randperm(y.shape[0], generator=gen)[:_MEDIAN_POINTS].to(y.device)]
+        d = torch.cdist(y, y)
         upper = torch.triu_indices(d.shape[0], d.shape[0], offset=1, device=d.device)
         dists = d[upper[0], upper[1]]
         median = float(dists.median())
@@ -173,20 +175,27 @@ class MaximumMeanDiscrepancy(Metric):
         mean = float(dists.mean())  # more than half the pairs coincide: use the mean distance
         return mean if mean > 0 else 1.0
 
+    def _kernel(self, sigma: float):
+        scale = -0.5 / sigma**2
+        return lambda d: torch.exp(d.square() * scale)
+
+    @torch.no_grad()
+    def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        y, _ = _prepare(reference, reference, min_points=2)
+        sigma = self.bandwidth or self._median_bandwidth(y, seed)
+        kyy = _pair_mean(y, y, self._kernel(sigma), exclude_diagonal=True)
+        return {"bandwidth": torch.tensor(sigma, dtype=torch.float64),
+                "kyy": torch.tensor(kyy, dtype=torch.float64)}
+
     @torch.no_grad()
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
                 stats: dict[str, torch.Tensor] | None = None) -> float:
         x, y = _prepare(samples, reference, min_points=2)
-        sigma = self.bandwidth or self._median_bandwidth(x, y, seed)
-        scale = -0.5 / sigma**2
-
-        def kernel(d: torch.Tensor) -> torch.Tensor:
-            return torch.exp(d.square() * scale)
-
+        stats = stats or self.reference_stats(y, seed)
+        kernel = self._kernel(float(stats["bandwidth"]))
         kxx = _pair_mean(x, x, kernel, exclude_diagonal=True)
-        kyy = _pair_mean(y, y, kernel, exclude_diagonal=True)
         kxy = _pair_mean(x, y, kernel)
-        return kxx + kyy - 2.0 * kxy
+        return kxx + float(stats["kyy"]) - 2.0 * kxy
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """The run report: run_dir/report/report.md, report.html and PNG figures in report/figures/.
 
-Sections: NFE errors (if any), run header, quality-matched speed-up, bound check, one section
-per task (quality vs NFE, quality vs wall-clock, speed-up vs t0, samples) and a table of all
-methods. Everything is computed from the run folder (harness.records.store), nothing is assumed.
+Sections: NFE errors (if any), the headline (verdicts and speed-ups, harness.report.headline,
+with a quality-vs-wall-clock figure per task), the t0 advisor, per-seed values, the bound
+check, the cost model, one section per task (quality vs NFE, quality vs wall-clock, speed-up
+vs t0, samples), a table of all methods, equal wall-clock comparisons, and the run's details.
+Everything is computed from the run folder (harness.records.store), nothing is assumed.
 """
 
 from __future__ import annotations
@@ -35,13 +37,12 @@ from harness.report.budget import equal_wall_clock_section
 from harness.report.cost import cost_model_section
 from harness.report.evidence import evidence_sections
 from harness.report.format import fmt, fmt_int, md_table, missing, slug
+from harness.report.headline import headline_section
 from harness.report.tables import (
     all_methods_section,
     bound_check_section,
     errors_section,
     header_section,
-    headline_section,
-    quality_matched_section,
 )
 from harness.report.text import is_text, text_section
 
@@ -185,17 +186,17 @@ def write_report(run_dir: str | Path) -> Path:
         stale.unlink()
     primary = manifest.get("primary_metrics") or {}
     title = f"WS-FM benchmark report: {manifest.get('run_id', run_dir.name)}"
-    parts = [f"# {title}", errors_section(cells), header_section(manifest, cells)]
+    parts = [f"# {title}", errors_section(cells)]
     if cells.empty:
         parts.append("_No finished cells in this run yet._")
     else:
-        parts += [headline_section(df, primary), quality_matched_section(df, primary),
-                  evidence_sections(run_dir, df, primary, out),
+        headline, rows = headline_section(run_dir, df, manifest, out)
+        parts += [headline, evidence_sections(run_dir, df, primary, out, rows),
                   bound_check_section(cells), cost_model_section(cells)]
         parts += [_task_section(run_dir, t, df, cells, primary, out, manifest)
                   for t in sorted(cells["task"].dropna().unique())]
         parts.append(all_methods_section(df, primary))
-    parts.append(equal_wall_clock_section(run_dir, manifest, out))
+    parts += [equal_wall_clock_section(run_dir, manifest, out), header_section(manifest, cells)]
     md = "\n\n".join(p for p in parts if p) + "\n"
     path = atomic.write_text(out / "report.md", md)
     atomic.write_text(out / "report.html", _html(md, title))

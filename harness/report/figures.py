@@ -227,3 +227,44 @@ def t0_sweep(frame: pd.DataFrame, draft: str, path: Path, title: str,
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, frameon=False)
     return _save(fig, path)
+
+
+def frontier(frame: pd.DataFrame, rows: Sequence[dict], path: Path, title: str) -> Path | None:
+    """The headline's figure for one task: its primary metric against wall-clock time per
+    batch (means over seeds), full FM's configurations as one line per solver (the reference
+    starred, its margin shaded), each draft alone, every warm-start setting (the chosen one of
+    each headline row ringed)."""
+    d = frame[np.isfinite(frame["value"]) & np.isfinite(frame["time_s"])]
+    if d.empty:
+        return None
+    means = d.groupby(["method", "variant", "n_steps", "draft", "family"], dropna=False)[
+        ["value", "time_s"]].mean().reset_index()
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    full = means[means["method"] == "full-fm"].sort_values("n_steps")
+    for variant, g in full.groupby("variant"):
+        ax.plot(g["time_s"], g["value"], "-o", ms=3, lw=1.2, label=f"full FM {variant}")
+    ref = rows[0].get("reference") if rows else None
+    if ref:
+        r = full[(full["variant"] == ref["variant"]) & (full["n_steps"] == ref["n_budget"])]
+        if len(r):
+            ax.plot(r["time_s"], r["value"], "*", ms=15, color="black", label="reference")
+            margin = rows[0].get("margin") or 0.0
+            best = float(r["value"].iloc[0])
+            ax.axhspan(best - margin, best + margin, color="grey", alpha=0.15,
+                       label="reference ± margin")
+    for draft, g in means[means["method"] == "draft-only"].groupby("draft"):
+        ax.plot(g["time_s"], g["value"], "D", ms=8, mfc="none", label=f"{draft} draft alone")
+    warm = means[means["family"] == "warm-start"]
+    for (method, draft), g in warm.groupby(["method", "draft"]):
+        pts = ax.scatter(g["time_s"], g["value"], s=14, alpha=0.7, label=f"{method} {draft}")
+        for row in rows:
+            if (row["method"], row["draft"]) == (method, draft) and row["variant"] is not None:
+                c = g[(g["variant"] == row["variant"]) & (g["n_steps"] == row["n_budget"])]
+                ax.scatter(c["time_s"], c["value"], s=110, facecolors="none",
+                           edgecolors=pts.get_facecolor()[:1], linewidths=1.8)
+    ax.set_xscale("log")
+    ax.set(title=title, xlabel="wall-clock seconds per batch (draft included)",
+           ylabel=str(d["metric"].iloc[0]))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7, frameon=False)
+    return _save(fig, path)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.speedup import ceil_speedup
-from harness.analysis.stats import WARM, flag, higher_is_better, quality_matched_table
+from harness.analysis.stats import WARM, flag, higher_is_better
 from harness.report.format import NAME, missing, ordered
 
 
@@ -83,27 +83,34 @@ def main_table(summ: pd.DataFrame, cells: pd.DataFrame, task: str, metric: str) 
                    "over seeds; time = median wall-clock per batch")
 
 
-def quality_matched_tex(df: pd.DataFrame, primary: dict[str, str]) -> str:
-    """Quality-matched speed-up per task, method and draft (harness.analysis.stats definition)."""
-    table = quality_matched_table(df, primary) if not df.empty else pd.DataFrame()
-    rows: list[list[str] | None] = []
-    for task, g in (table.groupby("task", sort=True) if len(table) else []):
-        if rows:
-            rows.append(None)
-        for r in g.itertuples():
-            hit = np.isfinite(r.speedup)
-            rows.append([tex_escape(f"{task} ({r.metric})"), tex_escape(NAME.get(r.method)),
-                         tex_escape(r.draft), pm(r.full_best_mean, r.full_best_ci_low,
-                                                 r.full_best_ci_high),
-                         f"{_num(r.reference_nfe, 'g')} ($N$={_num(r.reference_n_steps, 'g')})",
-                         f"{_num(r.t0, 'g')} / {_num(r.n_steps, 'g')} / {_num(r.k_steps, 'g')}"
-                         if hit else "--", pm(r.mean, r.ci_low, r.ci_high) if hit else "--",
-                         _num(r.nfe_measured, "g") if hit else "--",
-                         f"{r.speedup:.3g}$\\times$" if hit else "none"])
-    headers = ["Task (metric)", "Method", "Draft", "Full FM best", "Ref.\\ NFE",
-               "$t_0$ / $N$ / $K$", "Quality", "NFE", "Speed-up"]
-    return tabular(headers, rows, "lllrrrrrr", "Quality-matched NFE speed-up: reference = "
-                   "cheapest full FM (Euler) budget within the 95% CI of its best mean")
+def headline_tex(rows: list[dict[str, Any]]) -> str:
+    """The headline (harness.analysis.evidence): per task, method and draft, the verdict and,
+    for non-inferior rows only, the NFE and wall-clock speed-ups with the latter's interval."""
+    body: list[list[str] | None] = []
+    last = None
+    for r in rows:
+        if last is not None and r["task"] != last:
+            body.append(None)
+        last = r["task"]
+        backed = r["verdict"] == "non-inferior"
+        ref = r["reference"] or {}
+        low, high = r["interval"]
+        body.append([
+            tex_escape(f"{r['task']} ({r['metric']})"), tex_escape(NAME.get(r["method"],
+                                                                             r["method"])),
+            tex_escape(r["draft"]),
+            f"{tex_escape(ref.get('variant'))}, $N$={_num(ref.get('n_budget'), 'g')}",
+            "--" if r["variant"] is None else
+            f"{_num(r['t0'], 'g')} / {_num(r['n_budget'], 'g')} / {_num(r['k_steps'], 'g')}",
+            _num(r["mean"]), _num(r["reference_mean"]), _num(r["draft_mean"]),
+            f"{r['speedup_nfe']:.3g}$\\times$" if backed else "--",
+            f"{r['speedup_wall']:.3g}$\\times$ [{_num(low)}, {_num(high)}]" if backed else "--",
+            tex_escape(r["verdict"])])
+    headers = ["Task (metric)", "Method", "Draft", "Reference", "$t_0$ / $N$ / $K$", "Quality",
+               "Ref.", "Draft alone", "NFE speed-up", "Wall-clock speed-up", "Verdict"]
+    return tabular(headers, body, "lllllrrrrrl", "Headline: paired non-inferiority against "
+                   "full FM's cheapest non-inferior configuration; speed-ups only where "
+                   "non-inferior")
 
 
 def bound_check_tex(cells: pd.DataFrame) -> str:

@@ -11,7 +11,7 @@ harness.analysis.stats and writes, into run_dir/figures/ (or ``out_dir``), per t
     <task>_main.tex         main comparison table
 
 each figure as PDF, SVG and PNG (300 dpi) beside a CSV of exactly the plotted data, plus
-quality_matched.tex, bound_check.tex and index.md. Nothing is recomputed from models.
+headline.tex, bound_check.tex and index.md. Nothing is recomputed from models.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from harness.analysis.evidence import headline  # noqa: E402
 from harness.analysis.speedup import ceil_speedup  # noqa: E402
 from harness.analysis.stats import (
     WARM,  # noqa: E402
@@ -52,7 +53,7 @@ from harness.records.store import (  # noqa: E402
     read_manifest,
 )
 from harness.report.format import display, missing, ordered, slug  # noqa: E402
-from harness.report.latex import bound_check_tex, main_table, quality_matched_tex  # noqa: E402
+from harness.report.latex import bound_check_tex, headline_tex, main_table  # noqa: E402
 
 FORMATS = ("pdf", "svg", "png")
 DPI = 300
@@ -326,8 +327,8 @@ def write_figures(run_dir: str | Path, out_dir: str | Path | None = None,
                                             formats, draft, advised_t0(advice.get(draft)))
                 written.append(atomic.write_text(out / f"{s}_main.tex",
                                                  main_table(summ, cells, task, metric)))
-    written.append(atomic.write_text(out / "quality_matched.tex",
-                                     quality_matched_tex(df, primary)))
+    rows, _ = headline(df, manifest) if not df.empty else ([], {})
+    written.append(atomic.write_text(out / "headline.tex", headline_tex(rows)))
     written.append(atomic.write_text(out / "bound_check.tex", bound_check_tex(cells)))
     lines = [f"# Publication figures: {manifest.get('run_id', run_dir.name)}", "",
              f"Figures as {', '.join(f.upper() for f in formats)} (PNG at {DPI} dpi), each "

@@ -1,6 +1,7 @@
 """Advice before any training: each method that gives advice (a warm start's t0 for its
 draft, ``Method.advice_topic`` / ``Method.advise``) is asked once per task and topic, at the
-suite's first seed, and the answers go to run_dir/advisor.json for the report."""
+task's first selection seed (its first seed when it has none), and the answers go to
+run_dir/advisor.json for the report."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from harness.run.suite import Suite
 
 def advise_run(suite: Suite, run_dir: str | Path, cache: Cache,
                progress: bool = True) -> dict[str, Any]:
-    """{"seed", "tasks": {task: {topic: advice}}}, written to run_dir/advisor.json."""
-    seed = suite.seeds[0]
-    advice: dict[str, Any] = {"seed": seed, "tasks": {}}
+    """{"seeds": {task: seed}, "tasks": {task: {topic: advice}}}, written to
+    run_dir/advisor.json."""
+    advice: dict[str, Any] = {"seeds": {}, "tasks": {}}
     for task, options in suite.tasks:
+        selection, evaluation = suite.seeds_for(task)
+        seed = advice["seeds"][task] = (selection or evaluation)[0]
         ctx = None
         for spec in suite.methods:
             if spec.tasks is not None and task not in spec.tasks:

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import context
+from harness.analysis.noninferiority import Rules
 from harness.cache import Cache
 from harness.context import CellContext
 from harness.errors import ConfigError, RunDirError
@@ -32,6 +33,7 @@ from harness.run.measure import (
     TimeFn,
     bound_check,
     record_fields,
+    time_calls,
     time_plan,
     time_reference,
 )
@@ -96,6 +98,7 @@ def _run_steps(cell: Cell, ctx: CellContext,
         ref_t, ref_nfe = time_reference(plan, network, x_ref, clock.time,
                                         lambda: ctx.generator("reference-sample"),
                                         cell.warmup, cell.repeats)
+        call_t = time_calls(network, x_ref, plan.t0, clock.time, cell.warmup, cell.repeats)
 
     nfe_ok = timed.nfe_ok
     if plan.reference_integrate is not None:
@@ -139,7 +142,9 @@ def _run_steps(cell: Cell, ctx: CellContext,
         "refiner_stats": plan.info.get("refiner_stats") or None,
     }
     if ref_t is not None:
-        record.update(bound_check(plan, timed.nfe, ref_nfe, total_t, draft_t, ref_t))
+        t0 = float(method.options().get("t0", plan.t0))  # the user's t0, not the plan's word
+        record.update(bound_check(plan, t0, timed.nfe, timed.start_time, ref_nfe, total_t,
+                                  draft_t, ref_t, call_t))
     kept = samples[: ctx.task.samples_kept].detach().cpu().numpy()
     return record, kept
 
@@ -165,6 +170,12 @@ def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dic
         "finished": None,
         "status": "running",
         "primary_metrics": {name: task.primary_metric for name, task in suite_tasks.items()},
+        # How the headline judges claims, and which seeds choose settings and which report.
+        "evidence": {
+            "rules": Rules.from_dict(suite.evidence).to_dict(),
+            "seeds": {name: dict(zip(("selection", "evaluation"), suite.seeds_for(name),
+                                     strict=True)) for name, _ in suite.tasks},
+        },
         "task_notes": {name: task.notes() for name, task in suite_tasks.items()},
     }
 

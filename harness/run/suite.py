@@ -1,7 +1,8 @@
 """Suites: what to run, from a TOML file or the command line, expanded into cells.
 
     name = "my-suite"
-    seeds = [0, 1, 2]
+    seeds = [0, 1, 2]             # evaluation seeds: the headline is measured on these
+    selection_seeds = [100, 101]  # settings (reference config, t0, N, ...) are chosen on these
     budgets = [10, 20, 50]        # N: steps of the full grid (step size 1/N)
     device = "cpu"
     n_samples = 2000              # samples generated, timed and judged per cell
@@ -11,7 +12,8 @@
 
     [[tasks]]
     name = "two-moons"            # other keys are the task's options, except these
-    n_samples = 1000              # per-task overrides: n_samples, n_eval, budgets, training
+    n_samples = 1000              # per-task overrides: n_samples, n_eval, budgets, training,
+    seeds = [0, 1, 2, 3, 4]       # seeds, selection_seeds, time_budgets, time_batch
 
     [[methods]]
     name = "ws-fm"
@@ -31,6 +33,16 @@ method and seed, beside the NFE-budget cells: its N is chosen at run time, the l
 predicted time fits. Both keys can be set suite-wide and per task; ``time_budgets`` also per
 method (``time_budgets = []`` there: none for that method).
 
+Evidence (harness.analysis.evidence): the headline judges each warm start by a paired
+non-inferiority test against full FM's cheapest non-inferior configuration, with a margin per
+metric and a level alpha; settings are chosen on ``selection_seeds``, disjoint from the
+evaluation ``seeds``. Both are recorded in the manifest::
+
+    [evidence]
+    alpha = 0.05
+    margin = { rel = 0.05 }            # every metric: 5% of the reference's best mean
+    margins = { fid = { abs = 1.0 } }  # per metric (rel and/or abs; the larger applies)
+
 Everything is validated (plugin names, options, t0, budgets, device) before any work
 starts; errors name the bad key and what is allowed.
 """
@@ -44,10 +56,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from harness.analysis.noninferiority import Rules
 from harness.cache import stable_hash
-from harness.checks import positive_int, seconds
+from harness.checks import (
+    check_device,
+    positive_int,
+    positive_int_list,
+    seed_list,
+    time_budget_list,
+)
 from harness.errors import ConfigError
 from harness.nn.training import TrainConfig
 from harness.plugins import instantiate
@@ -75,10 +92,11 @@ class Suite:
     methods: list[MethodSpec]
     budgets: list[int]
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    selection_seeds: list[int] = field(default_factory=list)
     device: str = "cpu"
     n_samples: int = 2000
     n_eval: int = 2000
-    repeats: int = 3
+    repeats: int = 5  # timed repeats per cell: the robust (MAD) timing noise needs >= 5
     warmup: int = 1
     threads: int | None = None
     training: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +107,14 @@ class Suite:
     time_batch: int | None = None
     # torch.compile variants: False (eager) and/or backend names (harness.run.timing).
     compile: list[str | bool] = field(default_factory=lambda: [False])
+    # How the headline judges claims (harness.analysis.evidence.Rules.from_dict).
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def seeds_for(self, task: str) -> tuple[list[int], list[int]]:
+        """(selection seeds, evaluation seeds) of a task: its own settings, else the suite's."""
+        settings = self.task_settings.get(task, {})
+        return (settings.get("selection_seeds", self.selection_seeds),
+                settings.get("seeds", self.seeds))
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,6 +126,9 @@ class Suite:
             del data["time_batch"]
         if data["compile"] == [False]:  # the default, left out for the same reason
             del data["compile"]
+        for key in ("selection_seeds", "evidence"):
+            if not data[key]:
+                del data[key]
         for spec in data["methods"]:
             if spec.get("time_budgets") is None:
                 spec.pop("time_budgets", None)
@@ -111,23 +140,11 @@ class Suite:
 
 
 _TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
-TASK_SETTINGS = ("n_samples", "n_eval", "budgets", "training", "time_budgets", "time_batch")
+TASK_SETTINGS = ("n_samples", "n_eval", "budgets", "training", "time_budgets", "time_batch",
+                 "seeds", "selection_seeds")
 _METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets"}
 
 
-def _int_list(value: Any, what: str) -> list[int]:
-    items = value if isinstance(value, list) else [value]
-    if not items:
-        raise ConfigError(f"{what} must not be empty")
-    return [positive_int(v, f"each of {what}") for v in items]
-
-
-def time_budget_list(value: Any, what: str) -> list[float]:
-    """Seconds per batch: each a finite number > 0 (an empty list means none)."""
-    items = [seconds(v, what) for v in (value if isinstance(value, list) else [value])]
-    if len(set(items)) != len(items):
-        raise ConfigError(f"{what} has duplicates: {value!r}")
-    return items
 
 
 def _compile_list(value: Any, what: str) -> list[str | bool]:
@@ -153,37 +170,6 @@ def _with_compile(suite: Suite, cells: list[Cell]) -> list[Cell]:
     return out
 
 
-def _seeds(value: Any, what: str) -> list[int]:
-    items = value if isinstance(value, list) else [value]
-    bad = [s for s in items if isinstance(s, bool) or not isinstance(s, int) or s < 0]
-    if not items or bad:
-        raise ConfigError(f"{what} must be a non-empty list of integers >= 0, got {value!r}")
-    if len(set(items)) != len(items):
-        raise ConfigError(f"{what} has duplicates: {value!r}")
-    return items
-
-
-def check_device(device: str) -> str:
-    """A device that exists here; 'cuda' without a GPU is an error, not a silent CPU run."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(
-            f"device {device!r} is not a device name; use 'cpu' or 'cuda[:N]'"
-        ) from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {device!r} asked for, but no CUDA GPU is available here "
-                "(torch.cuda.is_available() is False); use device = 'cpu'"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
-            )
-    elif dev.type != "cpu":
-        raise ConfigError(f"device {device!r} is not supported; use 'cpu' or 'cuda[:N]'")
-    return device
 
 
 def _expand(options: dict[str, Any]) -> list[dict[str, Any]]:
@@ -218,12 +204,17 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
             if key in settings:
                 positive_int(settings[key], f"{where}: {key}")
         if "budgets" in settings:
-            settings["budgets"] = _int_list(settings["budgets"], f"{where}: budgets")
+            settings["budgets"] = positive_int_list(settings["budgets"], f"{where}: budgets")
         if "time_budgets" in settings:
             settings["time_budgets"] = time_budget_list(settings["time_budgets"],
                                                         f"{where}: time_budgets")
         if "time_batch" in settings:
             positive_int(settings["time_batch"], f"{where}: time_batch")
+        if "seeds" in settings:
+            settings["seeds"] = seed_list(settings["seeds"], f"{where}: seeds")
+        if "selection_seeds" in settings:
+            settings["selection_seeds"] = seed_list(settings["selection_seeds"],
+                                                 f"{where}: selection_seeds", empty=True)
         if settings:
             task_settings[name] = settings
         task_list.append((name, entry))
@@ -237,7 +228,7 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         only = entry.pop("tasks", None)
         budgets = entry.pop("budgets", None)
         if budgets is not None:
-            budgets = _int_list(budgets, f"{source}: budgets of method {name!r}")
+            budgets = positive_int_list(budgets, f"{source}: budgets of method {name!r}")
         time_budgets = entry.pop("time_budgets", None)
         if time_budgets is not None:
             time_budgets = time_budget_list(time_budgets,
@@ -249,12 +240,14 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         name=str(data.get("name", Path(source).stem)),
         tasks=task_list,
         methods=method_list,
-        budgets=_int_list(data["budgets"], f"{source}: budgets"),
-        seeds=_seeds(data.get("seeds", [0, 1, 2]), f"{source}: seeds"),
+        budgets=positive_int_list(data["budgets"], f"{source}: budgets"),
+        seeds=seed_list(data.get("seeds", [0, 1, 2]), f"{source}: seeds"),
+        selection_seeds=seed_list(data.get("selection_seeds", []), f"{source}: selection_seeds",
+                               empty=True),
         device=str(data.get("device", "cpu")),
         n_samples=positive_int(data.get("n_samples", 2000), f"{source}: n_samples"),
         n_eval=positive_int(data.get("n_eval", 2000), f"{source}: n_eval"),
-        repeats=positive_int(data.get("repeats", 3), f"{source}: repeats"),
+        repeats=positive_int(data.get("repeats", 5), f"{source}: repeats"),
         warmup=positive_int(data.get("warmup", 1), f"{source}: warmup"),
         threads=data.get("threads"),
         training=dict(data.get("training", {})),
@@ -263,6 +256,8 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         compile=_compile_list(data.get("compile", False), f"{source}: compile"),
         time_batch=(None if data.get("time_batch") is None else
                     positive_int(data["time_batch"], f"{source}: time_batch")),
+        evidence=Rules.from_dict(data.get("evidence"), f"{source}: [evidence]").to_dict()
+        if data.get("evidence") else {},
     )
     validate(suite, source)
     return suite
@@ -289,6 +284,13 @@ def validate(suite: Suite, source: str = "suite") -> None:
     """Check every name and option against the registry; raises ConfigError."""
     if not suite.seeds:
         raise ConfigError(f"{source}: seeds must not be empty")
+    for name, _ in suite.tasks:
+        selection, evaluation = suite.seeds_for(name)
+        shared = sorted(set(selection) & set(evaluation))
+        if shared:
+            raise ConfigError(f"{source}: task {name!r}: seeds {shared} are both selection and "
+                              "evaluation seeds; settings must be chosen on other seeds than "
+                              "those that report them")
     check_device(suite.device)
     _check_training(suite.training, f"{source}: [training]")
     for name, settings in suite.task_settings.items():
@@ -335,24 +337,33 @@ def load_suite(path: str | Path) -> Suite:
 def expand_cells(suite: Suite) -> list[Cell]:
     """task x seed x method x budget, ordered so cells sharing trained models are adjacent."""
     cells = []
-    for (task, task_options), seed in itertools.product(suite.tasks, suite.seeds):
+    for task, task_options in suite.tasks:
         settings = suite.task_settings.get(task, {})
         training = {**suite.training, **settings.get("training", {})}
-        for spec in suite.methods:
-            if spec.tasks is not None and task not in spec.tasks:
-                continue
-            uses_budget = getattr(methods.get(spec.name), "uses_budget", True)
-            budgets = spec.budgets or settings.get("budgets") or suite.budgets
-            for n in budgets if uses_budget else [0]:
-                cells.append(Cell(
-                    task=task, task_options=task_options, method=spec.name,
-                    method_options=spec.options, n_steps=n, seed=seed, device=suite.device,
-                    n_samples=settings.get("n_samples", suite.n_samples),
-                    n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
-                    warmup=suite.warmup, training=training,
-                ))
-            cells += _time_cells(suite, spec, settings, task, task_options, seed, training)
+        selection, evaluation = suite.seeds_for(task)
+        for seed in [*selection, *evaluation]:
+            for spec in suite.methods:
+                if spec.tasks is None or task in spec.tasks:
+                    cells += _budget_cells(suite, spec, settings, task, task_options, seed,
+                                           training)
+                    cells += _time_cells(suite, spec, settings, task, task_options, seed,
+                                         training)
     return _with_compile(suite, cells)
+
+
+def _budget_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task: str,
+                  task_options: dict[str, Any], seed: int,
+                  training: dict[str, Any]) -> list[Cell]:
+    """The NFE-budget cells of one method variant on one task and seed."""
+    uses_budget = getattr(methods.get(spec.name), "uses_budget", True)
+    budgets = spec.budgets or settings.get("budgets") or suite.budgets
+    return [Cell(
+        task=task, task_options=task_options, method=spec.name, method_options=spec.options,
+        n_steps=n, seed=seed, device=suite.device,
+        n_samples=settings.get("n_samples", suite.n_samples),
+        n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
+        warmup=suite.warmup, training=training,
+    ) for n in (budgets if uses_budget else [0])]
 
 
 def _time_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task: str,

@@ -1,0 +1,314 @@
+"""The headline: is WS-FM as good as full FM, and how much faster? Judged as a paired
+non-inferiority claim per task, draft and warm-start method (METHOD.md, "the guaranteed
+speed-up"). Pure pandas/scipy: computed from a run's records alone.
+
+For each task and its primary metric:
+
+1. Reference, chosen on the selection seeds. Full FM's configurations (every solver and budget
+   N the run holds) form its quality-vs-cost frontier. The best is the one with the best mean;
+   the reference is the cheapest configuration whose paired difference from the best (by seed,
+   below) is within the margin: fewest network calls (``reference``) and, for the wall-clock
+   speed-up, least time (``reference_wall``).
+2. Setting, chosen on the selection seeds. For each warm-start method (family "warm-start")
+   and draft, the chosen setting (t0, start, init, solver, N) is the cheapest whose paired
+   difference from the reference is within the margin (or, if none is, the best one, which
+   the evaluation then judges). These are choices, not claims: a test on a few selection
+   seeds has no power and would fall back to full FM's costliest configuration, inflating
+   every speed-up; the claims are tested on seeds the choices never saw.
+3. Verdict, on the evaluation seeds (disjoint from the selection seeds). The draft alone
+   (method draft-only) and each chosen setting are tested against the reference (Holm over
+   these tests of the task):
+   - ``draft-alone-suffices``: the draft alone is non-inferior to the reference, or at least
+     not shown worse and within the margin on average: the run cannot tell WS-FM's quality
+     from its draft's, so the row is not a WS-FM speed-up;
+   - ``non-inferior``: the one-sided test rejects "worse than the reference by the margin"
+     and the draft alone is shown worse than the reference by the same test (otherwise the
+     speed-up cannot be credited to WS-FM and the row stays inconclusive);
+   - ``inferior``: the one-sided test rejects "within the margin";
+   - ``inconclusive``: neither, or the run cannot back a claim (no selection seeds, no
+     draft-only cells for the draft, fewer than two evaluation seeds).
+4. Speed-ups of the chosen setting: NFE (reference calls / its calls) and wall-clock (the
+   reference_wall's time per batch over its time per batch, draft included, both measured in
+   this run), with a paired bootstrap interval over the evaluation seeds (both sides resampled
+   with the same seeds). Only a non-inferior row states them as a speed-up.
+
+The paired test, Holm's correction and the rules are harness.analysis.noninferiority's. The
+margin is stated per metric in the suite (``[evidence]``; default 5% of the reference's best
+mean) and recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.noninferiority import (
+    Rules,
+    floor_state,
+    holm,
+    paired_test,
+    verdict,
+)
+from harness.analysis.stats import (
+    coerce_numeric,
+    first_valid,
+    higher_is_better,
+    primary_metric,
+)
+
+REFERENCE_METHOD = "full-fm"
+DRAFT_METHOD = "draft-only"
+WARM_FAMILY = "warm-start"
+N_BOOTSTRAP = 10_000
+
+
+@dataclass
+class Config:
+    """One configuration of a method on a task: its per-seed values, time and NFE."""
+
+    method: str
+    variant: str
+    draft: str | None
+    n_steps: float
+    values: pd.Series  # by seed
+    times: pd.Series  # time per batch, by seed
+    nfe: float
+    k_steps: float
+    t0: float
+
+    def on(self, seeds: list[int]) -> pd.Series:
+        return self.values[self.values.index.isin(seeds)]
+
+    def cost(self, seeds: list[int]) -> tuple[float, float]:
+        """(NFE, mean time on ``seeds``): what 'cheapest' orders by."""
+        t = self.times[self.times.index.isin(seeds)]
+        return self.nfe, float(t.mean()) if len(t) else math.inf
+
+    def mean(self, seeds: list[int]) -> float:
+        v = self.on(seeds).dropna()
+        return float(v.mean()) if len(v) else math.nan
+
+    def label(self) -> dict[str, Any]:
+        return {"method": self.method, "variant": self.variant, "n_budget": _int(self.n_steps),
+                "nfe": _num(self.nfe)}
+
+
+def _float(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _int(v: float) -> int | None:
+    return int(v) if v is not None and math.isfinite(v) else None
+
+
+def _num(v: float) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def configs(frame: pd.DataFrame) -> list[Config]:
+    """One Config per (method, variant, N) of a task's rows of one metric."""
+    out = []
+    for (method, variant, n), g in frame.groupby(["method", "variant", "n_steps"],
+                                                 dropna=False, sort=True):
+        by_seed = g.groupby("seed")
+        draft = first_valid(g["draft"])
+        out.append(Config(str(method), str(variant), None if draft is None else str(draft),
+                          float(n), by_seed["value"].mean(),
+                          by_seed["time_s"].mean(), float(g["nfe_measured"].mean()),
+                          float(g["k_steps"].mean()), _float(first_valid(g["t0"]))))
+    return out
+
+
+def _best(cands: list[Config], seeds: list[int], hib: bool) -> Config | None:
+    scored = [(c.mean(seeds), c) for c in cands if math.isfinite(c.mean(seeds))]
+    if not scored:
+        return None
+    return (max if hib else min)(scored, key=lambda sc: sc[0])[1]
+
+
+def cheapest_within_margin(cands: list[Config], target: Config, seeds: list[int], hib: bool,
+                           margin: float, by_time: bool = False) -> Config | None:
+    """The cheapest of ``cands`` whose paired difference from ``target`` on ``seeds`` is within
+    the margin (mean of d <= margin): the selection step. It is a choice made on the selection
+    seeds, not a claim; the claim is tested on the evaluation seeds. (A test at this step
+    would have no power with a few selection seeds and would fall back to the costliest
+    configuration, inflating every speed-up.)"""
+    passed = [c for c in cands
+              if paired_test(c.on(seeds), target.on(seeds), hib, margin).worse <= margin]
+    if not passed:
+        return None
+
+    def key(c: Config) -> tuple[float, float]:
+        nfe, time = c.cost(seeds)
+        return (time, nfe) if by_time else (nfe, time)
+
+    return min(passed, key=key)
+
+
+def _bootstrap_ratio(ref: pd.Series, cand: pd.Series, seed: int = 0) -> tuple[float, list]:
+    """mean(ref) / mean(cand) over common seeds, and its paired bootstrap 95% interval."""
+    both = pd.concat([ref.rename("r"), cand.rename("c")], axis=1).dropna()
+    if both.empty:
+        return math.nan, [None, None]
+    r, c = both["r"].to_numpy(float), both["c"].to_numpy(float)
+    point = float(r.mean() / c.mean())
+    if len(r) < 2:
+        return point, [None, None]
+    idx = np.random.default_rng(seed).integers(0, len(r), size=(N_BOOTSTRAP, len(r)))
+    ratios = r[idx].mean(axis=1) / c[idx].mean(axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return point, [float(low), float(high)]
+
+
+def seeds_by_role(manifest: Mapping[str, Any], task: str,
+                  seeds_in_run: list[int]) -> tuple[list[int], list[int]]:
+    """(selection seeds, evaluation seeds) of a task as the manifest records them; a run
+    without that record has evaluation seeds only."""
+    ev = (manifest.get("evidence") or {}).get("seeds", {}).get(task)
+    if not ev:
+        return [], sorted(seeds_in_run)
+    return [int(s) for s in ev.get("selection", [])], [int(s) for s in ev.get("evaluation", [])]
+
+
+def headline(df: pd.DataFrame, manifest: Mapping[str, Any]) -> tuple[list[dict], dict]:
+    """The headline rows (one per task, warm-start method and draft) and notes per task."""
+    frame = coerce_numeric(df)
+    rules = Rules.from_dict((manifest.get("evidence") or {}).get("rules"))
+    primary = manifest.get("primary_metrics") or {}
+    rows: list[dict] = []
+    notes: dict[str, list[str]] = {}
+    for task in sorted(frame["task"].dropna().unique()):
+        metric = primary_metric(frame, task, primary)
+        if metric is None:
+            continue
+        t_rows, t_notes = task_headline(frame[(frame["task"] == task)
+                                              & (frame["metric"] == metric)],
+                                        task, metric, rules, manifest)
+        rows += t_rows
+        notes[task] = t_notes
+    return rows, notes
+
+
+def _row(task: str, method: str, draft: str, metric: str, hib: bool) -> dict[str, Any]:
+    return {"task": task, "draft": draft, "method": method, "variant": None, "t0": None,
+            "n_budget": None, "k_steps": None, "nfe": None, "reference": None,
+            "reference_wall": None, "metric": metric, "higher_is_better": hib,
+            "margin": None, "mean": None, "reference_mean": None, "draft_mean": None,
+            "speedup_nfe": None, "speedup_wall": None, "interval": [None, None],
+            "p_value": None, "verdict": "inconclusive", "reason": "",
+            "n_selection_seeds": 0, "n_evaluation_seeds": 0}
+
+
+def task_headline(frame: pd.DataFrame, task: str, metric: str, rules: Rules,
+                  manifest: Mapping[str, Any]) -> tuple[list[dict], list[str]]:
+    """``headline`` for one task's rows of its primary metric."""
+    hib = higher_is_better(frame)
+    selection, evaluation = seeds_by_role(manifest, task,
+                                          sorted(frame["seed"].dropna().astype(int).unique()))
+    chosen_on = selection or evaluation  # no selection seeds: chosen on the evaluation ones
+    all_configs = configs(frame)
+    full = [c for c in all_configs if c.method == REFERENCE_METHOD]
+    drafts_alone = {c.draft: c for c in all_configs if c.method == DRAFT_METHOD}
+    warm = frame[frame["family"] == WARM_FAMILY]
+    notes: list[str] = []
+    best = _best(full, chosen_on, hib)
+    groups = sorted({(str(m), str(d)) for m, d in zip(warm["method"], warm["draft"],
+                                                      strict=True)})
+    if best is None:
+        rows = [_row(task, m, d, metric, hib) | {"reason": "no full-fm cells measure "
+                                                  f"{metric}: nothing to compare with"}
+                for m, d in groups]
+        return rows, [f"{task}: no full-fm cells, so no reference and no headline."]
+    margin = rules.margin_for(metric).allowed(best.mean(chosen_on))
+    ref = cheapest_within_margin(full, best, chosen_on, hib, margin) or best
+    ref_wall = cheapest_within_margin(full, best, chosen_on, hib, margin, by_time=True) or best
+
+    rows, chosen = [], []
+    for method, draft in groups:
+        row = _row(task, method, draft, metric, hib)
+        row.update(reference=ref.label(), reference_wall=ref_wall.label(), margin=margin,
+                   n_selection_seeds=len(selection), n_evaluation_seeds=len(evaluation),
+                   reference_mean=_num(ref.mean(evaluation)))
+        cands = [c for c in all_configs if c.method == method and c.draft == draft]
+        pick = cheapest_within_margin(cands, ref, chosen_on, hib, margin)
+        if pick is None:
+            pick = _best(cands, chosen_on, hib)
+            row["reason"] = ("no setting was within the margin on the selection seeds; the "
+                             "best one is judged")
+        if pick is None:
+            row["reason"] = "no finite values"
+            rows.append(row)
+            chosen.append(None)
+            continue
+        row.update(variant=pick.variant, t0=_num(pick.t0), n_budget=_int(pick.n_steps),
+                   k_steps=_int(pick.k_steps), nfe=_num(pick.nfe),
+                   mean=_num(pick.mean(evaluation)))
+        alone = drafts_alone.get(draft)
+        row["draft_mean"] = None if alone is None else _num(alone.mean(evaluation))
+        nfe_ratio = ref.nfe / pick.nfe if pick.nfe else math.nan
+        wall, interval = _bootstrap_ratio(ref_wall.times[ref_wall.times.index.isin(evaluation)],
+                                          pick.times[pick.times.index.isin(evaluation)])
+        row.update(speedup_nfe=_num(nfe_ratio), speedup_wall=_num(wall), interval=interval)
+        rows.append(row)
+        chosen.append(pick)
+
+    # Evaluation: the drafts alone and the chosen settings, one Holm family per task.
+    draft_names = sorted({r["draft"] for r in rows})
+    tests = {("draft", d): paired_test(drafts_alone[d].on(evaluation), ref.on(evaluation), hib,
+                                       margin) for d in draft_names if d in drafts_alone}
+    for i, pick in enumerate(chosen):
+        if pick is not None:
+            tests[("row", i)] = paired_test(pick.on(evaluation), ref.on(evaluation), hib, margin)
+    keys = list(tests)
+    adj_ni = dict(zip(keys, holm([tests[k].p_noninferior for k in keys]), strict=True))
+    adj_inf = dict(zip(keys, holm([tests[k].p_inferior for k in keys]), strict=True))
+    floor = {d: floor_state(tests[("draft", d)], adj_ni[("draft", d)],
+                            adj_inf[("draft", d)], margin, rules.alpha)
+             for d in draft_names if ("draft", d) in tests}
+    suffices = {d for d, state in floor.items() if state in ("non-inferior", "close")}
+    for i, row in enumerate(rows):
+        key = ("row", i)
+        if key not in tests:
+            continue
+        row["p_value"] = _num(adj_ni[key])
+        own = verdict(adj_ni[key], adj_inf[key], rules.alpha)
+        if row["draft"] not in floor:
+            row["reason"] = (f"no draft-only cells for the {row['draft']} draft: the floor is "
+                             "untested (add draft-only with this draft)")
+        elif row["draft"] in suffices:
+            row["verdict"] = "draft-alone-suffices"
+            row["reason"] = (f"the {row['draft']} draft alone is "
+                             + ("non-inferior to the reference" if floor[row["draft"]]
+                                == "non-inferior" else "not shown worse than the reference "
+                                "and within the margin on average") + ": not a WS-FM speed-up")
+        elif not selection:
+            row["reason"] = ("settings were chosen on the evaluation seeds (the suite has no "
+                             "selection_seeds): no claim")
+        elif tests[key].n < 2:
+            row["reason"] = "fewer than 2 evaluation seeds with values on both sides"
+        elif own == "non-inferior" and floor[row["draft"]] != "inferior":
+            row["reason"] = (f"the {row['draft']} draft alone is not shown worse than the "
+                             "reference, so the speed-up cannot be credited to WS-FM")
+        else:
+            row["verdict"] = own
+    for d in sorted(suffices):
+        how = ("non-inferior to" if floor[d] == "non-inferior" else
+               "not shown worse than, and on average within the margin of,")
+        notes.append(f"{task} does not test WS-FM with the {d} draft: that draft alone is "
+                     f"already {how} full FM's reference ({metric}, margin {margin:.4g}).")
+    for d in draft_names:
+        alone = drafts_alone.get(d)
+        if alone is not None and math.isfinite(alone.mean(evaluation)) and (
+                (alone.mean(evaluation) > best.mean(evaluation)) == hib
+                and alone.mean(evaluation) != best.mean(evaluation)):
+            notes.append(f"The {d} draft alone scores better than full FM's best configuration "
+                         f"on {task}: the full model is under-trained for this comparison.")
+    if not selection:
+        notes.append(f"{task}: no selection seeds, so settings were chosen on the evaluation "
+                     "seeds and no row makes a claim (set selection_seeds in the suite).")
+    return rows, notes

@@ -1,0 +1,121 @@
+"""Paired non-inferiority, the rule every headline claim is judged by
+(harness.analysis.evidence): the test, Holm's correction, the verdicts, and the rules (alpha,
+margins) a suite states in ``[evidence]``.
+
+Per seed s, d_s is how much worse the candidate is than the reference (candidate - reference
+for lower-is-better metrics, the reverse otherwise). With margin m, non-inferiority tests
+H0: mean(d) >= m against H1: mean(d) < m with a one-sided paired t-test at level alpha;
+inferiority tests H0: mean(d) <= m against H1: mean(d) > m. Same seed means the same data
+split and the same evaluation randomness (metric projections are seeded by the seed), so
+pairing removes what a seed's cells share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from harness.analysis.tolerances import Tol, tol_from_table
+from harness.errors import ConfigError
+
+VERDICTS = ("non-inferior", "inferior", "inconclusive", "draft-alone-suffices")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How claims are judged: the level alpha and the margin per metric."""
+
+    alpha: float = 0.05
+    margin: Tol = Tol(rel=0.05, abs=0.0)
+    margins: dict[str, Tol] = field(default_factory=dict)
+
+    def margin_for(self, metric: str) -> Tol:
+        return self.margins.get(metric, self.margin)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, source: str = "[evidence]") -> Rules:
+        data = dict(data or {})
+        unknown = sorted(set(data) - {"alpha", "margin", "margins"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown key {', '.join(map(repr, unknown))}; "
+                              "allowed: alpha, margin, margins")
+        alpha = data.get("alpha", 0.05)
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+            raise ConfigError(f"{source}: alpha must be a number in (0, 1), got {alpha!r}")
+        margin = tol_from_table(data.get("margin", {}), "margin", source, cls.margin)
+        margins = data.get("margins", {})
+        if not isinstance(margins, dict):
+            raise ConfigError(f"{source}: margins must be a table of metric = {{rel, abs}}")
+        return cls(float(alpha), margin, {m: tol_from_table(t, f"margins.{m}", source, margin)
+                                          for m, t in margins.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "margin": vars(self.margin),
+                "margins": {m: vars(t) for m, t in self.margins.items()}}
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired comparison of a candidate with a reference on common seeds."""
+
+    n: int
+    worse: float  # mean of d: how much worse the candidate is (in the metric's units)
+    p_noninferior: float  # H1: mean(d) < margin
+    p_inferior: float  # H1: mean(d) > margin
+
+
+def paired_test(candidate: pd.Series, reference: pd.Series, hib: bool,
+                margin: float) -> PairedTest:
+    """The one-sided paired t-tests of the module docstring; ``candidate`` and ``reference``
+    are values indexed by seed (only seeds with finite values on both sides count)."""
+    both = pd.concat([candidate.rename("c"), reference.rename("r")], axis=1).dropna()
+    d = (both["r"] - both["c"]) if hib else (both["c"] - both["r"])
+    d = d.to_numpy(float)
+    n = len(d)
+    if n == 0:
+        return PairedTest(0, math.nan, math.nan, math.nan)
+    mean = float(d.mean())
+    if n < 2:
+        return PairedTest(n, mean, math.nan, math.nan)
+    sd = float(d.std(ddof=1))
+    if sd <= 1e-12 * max(1.0, abs(mean), abs(margin)):  # no spread: the sign decides
+        return PairedTest(n, mean, float(mean >= margin), float(mean <= margin))
+    t = (mean - margin) / (sd / math.sqrt(n))
+    return PairedTest(n, mean, float(sps.t.cdf(t, n - 1)), float(sps.t.sf(t, n - 1)))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count in the family)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = len(idx)
+    running = 0.0
+    for rank, i in enumerate(idx[np.argsort(p[idx], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def floor_state(test: PairedTest, p_ni: float, p_inf: float, margin: float,
+                alpha: float) -> str:
+    """The draft alone against the reference: "non-inferior" or "inferior" (shown, adjusted),
+    else "close" (not shown worse, and within the margin on average) or "unclear"."""
+    shown = verdict(p_ni, p_inf, alpha)
+    if shown != "inconclusive":
+        return shown
+    return "close" if math.isfinite(test.worse) and test.worse <= margin else "unclear"
+
+
+def verdict(p_noninferior: float, p_inferior: float, alpha: float) -> str:
+    if p_noninferior < alpha:
+        return "non-inferior"
+    if p_inferior < alpha:
+        return "inferior"
+    return "inconclusive"

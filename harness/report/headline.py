@@ -1,0 +1,137 @@
+"""The headline, first thing in the report and `wsfm-bench summary RUN_DIR [--json]`: per task,
+warm-start method and draft, the verdict of harness.analysis.evidence and, where the claim is
+backed (non-inferior), the NFE and wall-clock speed-ups against full FM's reference; per task,
+one figure of quality against wall-clock time with full FM's frontier, the drafts alone and
+every warm-start setting. From stored results only (no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis.evidence import headline
+from harness.analysis.noninferiority import Rules
+from harness.analysis.stats import coerce_numeric
+from harness.records.store import load_run, read_manifest
+from harness.report import figures
+from harness.report.format import fmt, md_table, slug
+
+# The fields of `wsfm-bench summary --json`, in order (docs/test: each row has at least these).
+JSON_FIELDS = ("task", "draft", "method", "variant", "t0", "n_budget", "reference", "metric",
+               "margin", "speedup_nfe", "speedup_wall", "interval", "verdict")
+
+
+def _x(v: Any) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:.3g}x"
+
+
+def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as `summary --json` gives them: a claim's speed-ups only where it is backed
+    (verdict non-inferior); the measured ratios of the others under ``measured_*``."""
+    out = []
+    for r in rows:
+        backed = r["verdict"] == "non-inferior"
+        row = {k: r[k] for k in JSON_FIELDS}
+        row.update(speedup_nfe=r["speedup_nfe"] if backed else None,
+                   speedup_wall=r["speedup_wall"] if backed else None,
+                   interval=r["interval"] if backed else [None, None])
+        row.update({k: v for k, v in r.items() if k not in row})
+        row["measured_speedup_nfe"], row["measured_speedup_wall"] = (r["speedup_nfe"],
+                                                                     r["speedup_wall"])
+        out.append(row)
+    return out
+
+
+def headline_table(rows: list[dict[str, Any]]) -> str:
+    """The headline rows as one Markdown table."""
+    body = []
+    for r in rows:
+        backed = r["verdict"] == "non-inferior"
+        ref = r["reference"] or {}
+        wall = (f"{_x(r['speedup_wall'])} [{_x(r['interval'][0])}, {_x(r['interval'][1])}]"
+                if backed else "–")
+        setting = "–" if r["variant"] is None else (
+            f"{r['variant']}, N={r['n_budget']}, K={r['k_steps']}")
+        body.append([r["task"], r["draft"], r["method"], setting,
+                     f"{ref.get('variant', '–')}, N={ref.get('n_budget', '–')}",
+                     f"{r['metric']} ±{fmt(r['margin'], 3)}", fmt(r["mean"]),
+                     fmt(r["reference_mean"]), fmt(r["draft_mean"]),
+                     _x(r["speedup_nfe"]) if backed else "–", wall, f"**{r['verdict']}**",
+                     r["reason"]])
+    return md_table(["task", "draft", "method", "chosen setting", "reference (full FM)",
+                     "metric ± margin", "quality", "reference", "draft alone", "NFE speed-up",
+                     "wall-clock speed-up [95%]", "verdict", "why"], body)
+
+
+def _intro(manifest: Mapping[str, Any]) -> str:
+    rules = Rules.from_dict((manifest.get("evidence") or {}).get("rules"))
+    seeds = (manifest.get("evidence") or {}).get("seeds") or {}
+    counts = "; ".join(f"{t}: {len(s.get('selection', []))} selection, "
+                       f"{len(s.get('evaluation', []))} evaluation seeds"
+                       for t, s in sorted(seeds.items())) or (
+        f"evaluation seeds {manifest.get('seeds')}, no selection seeds (a run written before "
+        "they existed)")
+    return (
+        "Is WS-FM as good as full flow matching, and how much faster? Per task (primary "
+        "metric), warm-start method and draft: the reference is full FM's cheapest "
+        "configuration (every solver and budget run) non-inferior to its best, the setting "
+        "(t0, start, init, solver, N) is the cheapest non-inferior to the reference, both "
+        "chosen on the selection seeds; the verdict is a paired one-sided non-inferiority test "
+        f"on the evaluation seeds (alpha {rules.alpha:g}, Holm over the task's tests, margin "
+        f"per metric: {rules.margin.rel:g} x |reference best| or {rules.margin.abs:g}, the "
+        "larger, unless the suite sets one), with the draft alone as the floor "
+        "(draft-alone-suffices). Speed-ups are stated only for non-inferior rows: NFE, and "
+        "wall-clock per batch with the draft's time included, both sides measured in this "
+        f"run, with a paired bootstrap 95% interval over the evaluation seeds. Seeds: {counts}.")
+
+
+def headline_section(run_dir: str | Path, df: pd.DataFrame, manifest: Mapping[str, Any],
+                     out: str | Path) -> tuple[str, list[dict[str, Any]]]:
+    """The report's opening section (figures under out/figures) and the headline rows."""
+    rows, notes = headline(df, manifest) if not df.empty else ([], {})
+    parts = ["## Headline", _intro(manifest)]
+    if not rows:
+        parts.append("_No warm-start rows: nothing to judge._")
+    else:
+        parts.append(headline_table(rows))
+    frame = coerce_numeric(df)
+    for task in sorted({r["task"] for r in rows}):
+        if notes.get(task):
+            parts.append("\n".join(f"- {n}" for n in notes[task]))
+        task_rows = [r for r in rows if r["task"] == task]
+        metric = task_rows[0]["metric"]
+        path = figures.frontier(frame[(frame["task"] == task) & (frame["metric"] == metric)],
+                                task_rows, Path(out) / "figures" / f"{slug(task)}_headline.png",
+                                f"{task}: {metric} vs wall-clock")
+        if path is not None:
+            parts.append(f"![{task} headline]({path.relative_to(out).as_posix()})")
+    return "\n\n".join(parts), rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `summary` subcommand's arguments."""
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    parser.add_argument("--json", action="store_true",
+                        help="a JSON list of rows (task, draft, method, variant, t0, n_budget, "
+                             "reference, metric, margin, speedup_nfe, speedup_wall, interval, "
+                             "verdict, ...)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the headline of a run (Markdown, or JSON with --json)."""
+    manifest = read_manifest(args.run_dir)
+    rows, notes = headline(load_run(args.run_dir), manifest)
+    if args.json:
+        print(json.dumps(summary_rows(rows), indent=2))
+    else:
+        print(_intro(manifest) + "\n\n" + headline_table(rows) + "\n")
+        for task in sorted(notes):
+            for note in notes[task]:
+                print(f"- {note}")
+    return 0
