@@ -323,10 +323,12 @@ class Autoregressive(Method):
             t0=0.0,
             info={"sampler": "ancestral-ar", "levels": net.levels, **self.size(ctx.task),
                   "parameters": count_parameters(net)},
+            variant=self.label(text=text),
         )
 
-    def label(self) -> str:
-        """'levels=16', followed by any option that differs from its default."""
+    def label(self, text: bool = False) -> str:
+        """'levels=16' (images; text has no levels: 'characters'), followed by any option that
+        differs from its default."""
         changed = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
                    if f.name != "levels" and getattr(self, f.name) != f.default]
-        return ",".join([f"levels={self.levels}", *changed])
+        return ",".join(["characters" if text else f"levels={self.levels}", *changed])

@@ -32,6 +32,8 @@ from harness.records import atomic
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".pt", ".json", ".lock")
+# The kinds of artefact the harness and its built-in plugins cache (plugins may add others).
+KINDS = ("models", "drafts", "pairs", "features", "extractors", "advisor", "judges")
 
 
 def stable_hash(obj: Any) -> str:
@@ -190,6 +192,11 @@ class Cache:
             raise ConfigError("cache clear needs a filter (--older-than, --key, --kind) or --all")
         if older_than_days is not None and older_than_days < 0:
             raise ConfigError(f"--older-than {older_than_days}: must be at least 0 days")
+        if kind is not None:
+            present = sorted(p.name for p in self.root.glob("*") if p.is_dir())
+            if kind not in set(present) | set(KINDS):
+                raise ConfigError(f"--kind {kind!r}: no such cache kind; kinds: "
+                                  f"{', '.join(sorted(set(present) | set(KINDS)))}")
         now = datetime.now(UTC)
         removed = []
         for e in self.entries():
@@ -248,7 +255,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="only entries created at least DAYS days ago")
     p.add_argument("--key", metavar="PREFIX", dest="key_prefix",
                    help="only entries whose hash starts with PREFIX")
-    p.add_argument("--kind", help="only this kind (models, drafts, pairs)")
+    p.add_argument("--kind", help=f"only this kind ({', '.join(KINDS)})")
     p.add_argument("--all", action="store_true", dest="everything",
                    help="remove every entry (needed when no other filter is given)")
 

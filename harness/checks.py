@@ -39,7 +39,10 @@ def positive_int_list(value: Any, what: str) -> list[int]:
     items = value if isinstance(value, list) else [value]
     if not items:
         raise ConfigError(f"{what} must not be empty")
-    return [positive_int(v, f"each of {what}") for v in items]
+    bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad:
+        raise ConfigError(f"{what}: each must be a positive integer, got {bad[0]!r} in {items!r}")
+    return items
 
 
 def time_budget_list(value: Any, what: str) -> list[float]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import os
 import sys
 import tomllib
 from typing import Any
 
 from harness.errors import ConfigError, WsfmBenchError
-from harness.registry import REGISTRIES
+from harness.registry import DISTRIBUTION, REGISTRIES
 
 
 def _value(text: str) -> Any:
@@ -54,13 +56,50 @@ def build_suite(args: argparse.Namespace):
     return parse_suite(data, args.suite or "command line")
 
 
+def _origin(package: str | None, version: str | None) -> str:
+    """'' for wsfm-bench's own plugins, else where the plugin comes from."""
+    if package == DISTRIBUTION:
+        return ""
+    return f" [third-party: {package} {version}]" if package else " [registered in-process]"
+
+
+def _options(obj: Any) -> list[str]:
+    """A plugin's options (its dataclass fields) as 'name: type = default'."""
+    if not dataclasses.is_dataclass(obj):
+        return []
+    out = []
+    for f in dataclasses.fields(obj):
+        if not f.init:
+            continue
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        out.append(f"{f.name}: {kind} = {default}")
+    return out
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    broken = 0
     for kind, registry in REGISTRIES.items():
         if args.kind and kind != args.kind:
             continue
         print(f"{kind}s:")
-        for entry in registry:
-            print(f"  {entry.name:<22} {entry.description}")
+        for item in registry.listing():
+            if item.error:
+                broken += 1
+                print(f"  {item.name:<22} BROKEN: {item.error}")
+                continue
+            print(f"  {item.name:<22} {item.description}{_origin(item.package, item.version)}")
+            if args.options:
+                for line in _options(registry.get(item.name)) or ["(no options)"]:
+                    print(f"  {'':<22}   {line}")
+    if broken:
+        print(f"{broken} plugin(s) cannot be used (see BROKEN above): a suite naming one is "
+              "refused; the others work", file=sys.stderr)
     return 0
 
 
@@ -69,6 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.records.store import load_run
     from harness.run.runner import run_suite
 
+    if args.quiet:  # tqdm (ours, and the judge model's loaders) reads its defaults from here
+        os.environ["TQDM_DISABLE"] = "1"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     suite = build_suite(args)  # every check happens here, before anything is written
     run_dir = run_suite(suite, out_dir=args.out, run_id=args.run_id,
                         cache=Cache(args.cache) if args.cache else None,
@@ -97,15 +139,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_parser() -> argparse.ArgumentParser:
+RUN_EPILOG = """\
+A suite is a TOML file: its keys (seeds, selection_seeds, budgets, [[tasks]], [[methods]],
+[training], [evidence], time budgets...) are documented in the docstring of
+harness/run/suite.py (python -c "import harness.run.suite as s; print(s.__doc__)"); a task's
+or method's options are what `wsfm-bench list --options` shows for it."""
+
+
+def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line. A subcommand whose arguments live with its code is imported only
+    when it is the one asked for, so `list` and `run` start without pandas or matplotlib."""
+    wanted = next((a for a in (sys.argv[1:] if argv is None else argv)
+                   if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="wsfm-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="print every plugin with a one-line description")
     p.add_argument("kind", nargs="?", choices=list(REGISTRIES), help="only this kind")
+    p.add_argument("--options", action="store_true",
+                   help="also each plugin's options, with types and defaults (what a suite "
+                        "may set for it)")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("run", help="run a suite (default: the embedded default suite)")
+    p = sub.add_parser("run", help="run a suite (default: the embedded default suite)",
+                       epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("suite", nargs="?", help="suite TOML file")
     p.add_argument("--task", action="append", help="task to run (repeatable)")
     p.add_argument("--method", action="append",
@@ -122,7 +179,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="run folder name (default: suite name + config hash)")
     p.add_argument("--cache", help="cache folder (default: $WSFM_BENCH_CACHE or ~/.cache)")
     p.add_argument("--no-report", action="store_true", help="skip the report")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (status lines such as 'resuming' are still printed)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write report.md and report.html for a run folder")
@@ -138,15 +196,16 @@ def make_parser() -> argparse.ArgumentParser:
         ("summary", "harness.report.headline",
          "the headline of a run: verdicts and speed-ups per task, draft and warm start"),
     ):
-        mod = importlib.import_module(module)
         p = sub.add_parser(name, help=text, description=text)
-        mod.add_arguments(p)
-        p.set_defaults(func=mod.run)
+        if name == wanted:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(func=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = make_parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except WsfmBenchError as exc:

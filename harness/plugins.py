@@ -63,6 +63,11 @@ class Task:
     def load(self) -> TaskData:
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise ValueError (or OSError) saying what is wrong with the task's data, before any
+        work starts (a suite is validated with it). The default checks nothing: implement it
+        where the data can be broken in ways the options do not show (files on disk)."""
+
     def make_network(self) -> nn.Module:
         raise NotImplementedError
 
@@ -174,6 +179,9 @@ class SamplingPlan:
     info: dict[str, Any] = field(default_factory=dict)
     # The full model's own start (noise, or all-[MASK]) for the reference run; Gaussian if None.
     reference_start: Callable[[int, torch.Generator], torch.Tensor] | None = None
+    # The variant label when it depends on the task (an option that means nothing for this
+    # task left out, say); None: the method's own ``label()``.
+    variant: str | None = None
 
 
 class Method:

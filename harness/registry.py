@@ -20,10 +20,14 @@ are an error naming both owners.
 
 from __future__ import annotations
 
+import ast
 import difflib
+import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from harness.errors import RegistryError
@@ -40,6 +44,12 @@ class Entry:
     obj: Any
     description: str
     owner: str
+    package: str | None = None  # the distribution that declared it (None: in-process)
+    version: str | None = None
+
+    def provenance(self) -> dict[str, str | None]:
+        """Where the plugin comes from, as a run's manifest records it."""
+        return {"package": self.package, "version": self.version, "source": self.owner}
 
 
 def _first_line(obj: Any) -> str:
@@ -54,6 +64,40 @@ def _owner_of(obj: Any) -> str:
 
 def _ep_owner(ep: EntryPoint) -> str:
     return f"{ep.dist.name if ep.dist else '?'} (entry point {ep.value})"
+
+
+def _doc_from_source(ep: EntryPoint) -> str | None:
+    """The first docstring line of an entry point's object, read from its module's source
+    without importing the module (None when that is not possible)."""
+    module, _, attr = ep.value.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+        tree = ast.parse(source)
+    except (ImportError, ValueError, OSError, SyntaxError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == attr.strip():
+            for stmt in node.body:  # a `description = "..."` attribute wins, as on import
+                if (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant)
+                        and any(getattr(t, "id", None) == "description" for t in stmt.targets)):
+                    return _first_line(SimpleNamespace(description=stmt.value.value))
+            doc = ast.get_docstring(node)
+            return _first_line(SimpleNamespace(description=doc)) if doc else "(no description)"
+    return None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One name of a registry as ``wsfm-bench list`` shows it; ``error`` when the plugin is
+    broken (fails to import) or clashes with another of the same name."""
+
+    name: str
+    description: str
+    owner: str
+    package: str | None
+    version: str | None
+    error: str | None = None
 
 
 class Registry:
@@ -77,7 +121,8 @@ class Registry:
         return decorate
 
     def add(
-        self, name: str, obj: Any, *, description: str | None = None, owner: str | None = None
+        self, name: str, obj: Any, *, description: str | None = None, owner: str | None = None,
+        package: str | None = None, version: str | None = None,
     ) -> None:
         """Register ``obj`` under ``name`` (in-process unless ``owner`` names an entry point)."""
         if not name or not isinstance(name, str):
@@ -93,7 +138,8 @@ class Registry:
                 f"{self.kind} plugin {name!r} is registered twice: by {existing.owner} and by "
                 f"{owner}; rename one of them"
             )
-        self._entries[name] = Entry(name, obj, description or _first_line(obj), owner)
+        self._entries[name] = Entry(name, obj, description or _first_line(obj), owner, package,
+                                    version)
 
     def entry_points(self) -> dict[str, list[EntryPoint]]:
         """The group's entry points by name (read from package metadata; nothing imported)."""
@@ -118,7 +164,9 @@ class Registry:
                 raise RegistryError(
                     f"cannot load {self.kind} plugin {name!r} from {_ep_owner(ep)}: {exc}"
                 ) from exc
-            self.add(name, obj, owner=_ep_owner(ep))
+            dist = ep.dist
+            self.add(name, obj, owner=_ep_owner(ep), package=dist.name if dist else None,
+                     version=dist.version if dist else None)
 
     def get(self, name: str) -> Any:
         """The plugin object registered under ``name``; a clear error if there is none."""
@@ -140,6 +188,34 @@ class Registry:
     def names(self) -> list[str]:
         """Every name, in-process and from entry points (nothing is loaded)."""
         return sorted(set(self._entries) | set(self.entry_points()))
+
+    def listing(self) -> list[Listing]:
+        """Every name with its description, read without importing what is not loaded yet
+        (fast: no torch), a broken or clashing plugin reported in place, never raised."""
+        out = []
+        for name in self.names():
+            points = self.entry_points().get(name, [])
+            if name in self._entries and not (len(points) > 1):
+                e = self._entries[name]
+                out.append(Listing(name, e.description, e.owner, e.package, e.version))
+                continue
+            # Built-ins are read from source (no torch); another package's plugin is imported,
+            # so that one that fails to import is reported here, not in the middle of a run.
+            ours = len(points) == 1 and points[0].dist is not None and \
+                points[0].dist.name == DISTRIBUTION
+            doc = _doc_from_source(points[0]) if ours else None
+            error = None
+            if doc is None:
+                try:
+                    e = self.entry(name)
+                    doc = e.description
+                except RegistryError as exc:
+                    error, doc = str(exc), ""
+            dist = points[0].dist if points else None
+            out.append(Listing(name, doc, _ep_owner(points[0]) if points else "?",
+                               dist.name if dist else None, dist.version if dist else None,
+                               error))
+        return out
 
     def __iter__(self) -> Iterator[Entry]:
         return (self.entry(n) for n in self.names())

@@ -42,7 +42,8 @@ def test_bad_method_is_refused_before_work(tmp_path, tiny_suite_text, capsys, me
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("budgets = [4]", "budgets = [4, 2.5]"), r"budgets must be a positive integer, got 2\.5"),
+        (("budgets = [4]", "budgets = [4, 2.5]"),
+         r"budgets: each must be a positive integer, got 2\.5 in \[4, 2\.5\]"),
         (("budgets = [4]", "budgets = [-1]"), r"got -1"),
         (("budgets = [4]", 'budgets = ["ten"]'), r"got 'ten'"),
         (('name = "two-moons"', 'name = "two-moon"'), r"unknown task 'two-moon'"),

@@ -301,10 +301,14 @@ def _module_exists(dotted: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("source", ["README.md", "docstrings"])
+@pytest.mark.parametrize("source", ["README.md", "docstrings", "schemas and suites"])
 def test_named_paths_and_modules_exist(source: str) -> None:
     if source == "README.md":
         texts = {"README.md": (ROOT / "README.md").read_text()}
+    elif source == "schemas and suites":
+        files = [*(ROOT / "harness" / "records" / "schemas").glob("*.json"),
+                 *(ROOT / "harness" / "suites").glob("*.toml")]
+        texts = {str(f.relative_to(ROOT)): f.read_text() for f in files}
     else:
         texts = {}
         for m, path in MODULES.items():

@@ -24,7 +24,7 @@ from harness.records.schema import (
     validate_record,
 )
 from harness.run import runner
-from harness.run.cell import Cell
+from harness.run.cell import OPTIONAL, Cell
 from harness.run.suite import parse_suite
 
 VERSION_ADVICE = "rerun the suite with this version, or read it with the wsfm-bench that wrote it"
@@ -116,8 +116,10 @@ def test_record_schema_covers_what_the_runner_writes(real) -> None:
     # Fields added within version 1 stay optional, so older version-1 records still validate.
     added_in_v1 = {"finalize", "compile", "compile_s", "refiner_stats"}
     assert set(doc["required"]) == always - added_in_v1
-    # compile is written only when true, so cell ids of eager cells did not change.
-    assert set(doc["$defs"]["cell"]["required"]) == {f.name for f in fields(Cell)} - {"compile"}
+    # compile, metrics and metric_options are written only when set, so the ids of cells
+    # without them did not change.
+    assert set(doc["$defs"]["cell"]["required"]) == {f.name for f in fields(Cell)} - set(
+        OPTIONAL)
 
 
 # --- good files ------------------------------------------------------------------------------

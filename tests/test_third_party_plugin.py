@@ -77,6 +77,9 @@ def test_entry_point_plugin_runs_through_cli(tmp_path: Path) -> None:
     assert listing.returncode == 0, listing.stderr
     assert "shifted-noise" in listing.stdout
     assert "Third-party test method" in listing.stdout
+    line = next(x for x in listing.stdout.splitlines() if "shifted-noise" in x)
+    assert line.endswith("[third-party: wsfm-bench-thirdparty-demo 0.0.1]")
+    assert not any("third-party" in x for x in listing.stdout.splitlines() if "full-fm" in x)
 
     run = _cli(["run", "--task", "two-moons", "--method", "shifted-noise:scale=0.5",
                 "--budgets", "3", "--seeds", "0", "--train-steps", "20", "--n-samples", "200",
@@ -88,3 +91,8 @@ def test_entry_point_plugin_runs_through_cli(tmp_path: Path) -> None:
     assert record["method"] == "shifted-noise"
     assert record["nfe_measured"] == 3 and record["nfe_ok"] is True
     assert record["variant"] == "scale=0.5"
+    # The manifest says which package (and version) each plugin of the run came from.
+    plugins = json.loads((tmp_path / "results" / "tp" / "manifest.json").read_text())["plugins"]
+    assert plugins["method"]["shifted-noise"]["package"] == "wsfm-bench-thirdparty-demo"
+    assert plugins["method"]["shifted-noise"]["version"] == "0.0.1"
+    assert plugins["task"]["two-moons"]["package"] == "wsfm-bench"

@@ -87,6 +87,7 @@ class Comparison:
     not_comparable: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)  # said right under the header
 
     def timing_change(self, entry: dict[str, Any], worse: bool) -> None:
         """A change judged by timing alone: a warning (load noise must never fail CI by
@@ -105,7 +106,7 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         keys = ("base", "new", "alpha", "strict", "timing", "compared", "regressions",
                 "improvements", "unchanged", "added", "removed", "not_comparable", "warnings",
-                "notes")
+                "unfinished", "notes")
         out = {k: getattr(self, k) for k in keys}
         return _jsonable({**out, "tolerances": self.tolerances.to_json(),
                           "exit_code": self.exit_code})
@@ -127,6 +128,8 @@ class Comparison:
                  + (" (timing is judged strictly: --timing strict)" if self.timing == "strict"
                     else " (never a regression unless --timing strict)")
                  + f". Alpha {self.alpha:g}, tolerances: {self.tolerances.source}.", ""]
+        lines += [f"**Warning: {u}**" for u in self.unfinished] + ([""] if self.unfinished
+                                                                  else [])
         cols = ["kind", "task", "method", "variant", "n_steps", "metric", "base", "new", "delta",
                 "tolerance", "p_value", "detail"]
         head = [{"n_steps": "N", "p_value": "p"}.get(c, c) for c in cols]
@@ -163,10 +166,17 @@ def _entry(kind: str, key: tuple, metric: str | None, base: float, new: float,
             "p_value": p_value, "detail": detail}
 
 
-def _load(path: str | Path, side: str) -> list[dict[str, Any]]:
-    """The run's cell records (manifest and records validated); errors say which side."""
+def _load(path: str | Path, side: str, out: Comparison) -> list[dict[str, Any]]:
+    """The run's cell records (manifest and records validated); errors say which side; an
+    unfinished run is compared, with a warning under the header."""
     try:
-        read_manifest(path)
+        manifest = read_manifest(path)
+        status = manifest.get("status")
+        if status != "complete":
+            why = f": {manifest['error']}" if manifest.get("error") else ""
+            out.unfinished.append(
+                f"the {side} run {path} is unfinished (status {status}{why}): what it did not "
+                "record is not compared")
         return read_cells(path)
     except RunDirError as exc:  # keep the subclass (SchemaError, ...), name the side
         raise type(exc)(f"{side} run: {exc}") from exc
@@ -211,7 +221,8 @@ def _quality(key: tuple, xb: np.ndarray, xn: np.ndarray, hib: bool, tol: Tol, al
 
 def compare_runs(base_dir: str | Path, new_dir: str | Path,
                  tolerances: Tolerances | None = None, alpha: float = 0.05,
-                 strict: bool = False, timing: str = "warn") -> Comparison:
+                 strict: bool = False, timing: str = "warn",
+                 named_metrics: tuple[str, ...] = ()) -> Comparison:
     """Compare run NEW against run BASE; ``strict`` makes groups missing from NEW regressions."""
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
@@ -222,15 +233,26 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
         raise RunDirError(f"cannot compare runs of different schema versions: base "
                           f"{Path(base_dir) / MANIFEST} has schema_version {vb}, new "
                           f"{Path(new_dir) / MANIFEST} has {vn}")
-    cb, cn = _load(base_dir, "base"), _load(new_dir, "new")
     if timing not in ("warn", "strict"):
         raise ConfigError(f"--timing {timing!r}: choose warn or strict")
     out = Comparison(str(base_dir), str(new_dir), alpha, tol, strict, timing)
+    cb, cn = _load(base_dir, "base", out), _load(new_dir, "new", out)
     cells = [{tuple(_norm(r.get(k)) for k in CELL + ["seed"]): r for r in c} for c in (cb, cn)]
     frames = [coerce_numeric(pd.DataFrame([row for r in c for row in tidy_rows(r)],
                                           columns=COLUMNS)) for c in (cb, cn)]
     groups = [{tuple(map(_norm, k)): g for k, g in f.groupby(GROUP, dropna=False, sort=False)}
               for f in frames]
+    measured = sorted({k[4] for g in groups for k in g})
+    for name in named_metrics:
+        if name not in measured:
+            raise ConfigError(f"--metric-tol names metric {name!r}, which neither run measures; "
+                              f"they measure: {', '.join(map(str, measured)) or 'nothing'}")
+    if not groups[0].keys() & groups[1].keys():
+        raise RunDirError(
+            f"the runs have no (task, method, variant, N, metric) group in common: nothing to "
+            f"compare (base {base_dir}: {len(groups[0])} groups of tasks "
+            f"{sorted({k[0] for k in groups[0]}, key=str)}; new {new_dir}: {len(groups[1])} "
+            f"groups of tasks {sorted({k[0] for k in groups[1]}, key=str)})")
     by_cell: list[dict[tuple, list[dict]]] = [defaultdict(list), defaultdict(list)]
     for side, c in zip(by_cell, cells, strict=True):
         for k, r in c.items():
@@ -364,7 +386,8 @@ def run(args: argparse.Namespace) -> int:
     """Compare, print Markdown (or JSON with --json), return 1 on any regression, else 0."""
     tol = Tolerances.from_file(args.tolerances) if args.tolerances else Tolerances.default()
     tol = tol.with_overrides(args.rel, args.abs_tol, args.metric_tol)
-    result = compare_runs(args.base, args.new, tol, args.alpha, args.strict, args.timing)
+    named = tuple(text.partition(":")[0].strip() for text in args.metric_tol)
+    result = compare_runs(args.base, args.new, tol, args.alpha, args.strict, args.timing, named)
     if args.output:
         atomic.write_text(args.output, result.to_markdown())
     print(json.dumps(result.to_json(), indent=2) if args.json else result.to_markdown())

@@ -278,6 +278,10 @@ class ImageFolder(ImageTask):
             )
         return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
+    def check(self) -> None:
+        """Every image decodes, and there are enough of them (reads the whole folder)."""
+        self.load_uint8()
+
     def image_side(self) -> int:
         if self.image_size:
             return int(self.image_size)
@@ -298,13 +302,17 @@ class ImageFolder(ImageTask):
         mode = "L" if self.channels == 1 else "RGB"
         arrays, sizes = [], {}
         for path in paths:
-            with Image.open(path) as im:
-                im = im.convert(mode)
-                if self.image_size:
-                    side = int(self.image_size)
-                    im = im.resize((side, side), Image.Resampling.BICUBIC)
-                sizes.setdefault(im.size, path)
-                arrays.append(np.asarray(im, dtype=np.uint8))
+            try:
+                with Image.open(path) as im:
+                    im = im.convert(mode)  # decodes the whole file: truncation shows here
+                    if self.image_size:
+                        side = int(self.image_size)
+                        im = im.resize((side, side), Image.Resampling.BICUBIC)
+            except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for bad files
+                raise ValueError(f"image-folder: {path} is not a readable image ({exc}); "
+                                 "remove or replace it") from exc
+            sizes.setdefault(im.size, path)
+            arrays.append(np.asarray(im, dtype=np.uint8))
         if len(sizes) > 1:
             (w1, h1), (w2, h2) = list(sizes)[:2]
             raise ValueError(

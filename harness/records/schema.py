@@ -82,11 +82,21 @@ def _describe(error: ValidationError) -> str:
     return f"at {_json_path(error)}: {message}"
 
 
+# Fields every version of a record or manifest has had: a file with none of them is no
+# results file at all (an empty or foreign JSON), whatever its version.
+_FIELDS_OF_ANY_VERSION = frozenset({"cell_id", "task", "method", "metrics", "run_id", "suite",
+                                    "config_hash"})
+
+
 def _check_version(obj: Any, source: str, what: str, writing: bool) -> None:
     if not isinstance(obj, dict):
         verb = "refusing to write" if writing else "cannot read"
         raise SchemaError(f"{verb} {source}: a {what} must be a JSON object, "
                           f"got {type(obj).__name__}")
+    if "schema_version" not in obj and not writing and not set(obj) & _FIELDS_OF_ANY_VERSION:
+        raise SchemaError(f"{source} is not a {what}: it holds none of a {what}'s fields "
+                          f"({', '.join(sorted(_FIELDS_OF_ANY_VERSION))}); it is empty or "
+                          "foreign: delete it (a cell record: the cell is run again)")
     if "schema_version" not in obj:
         if writing:
             raise SchemaVersionError(f"refusing to write {source}: the {what} has no "

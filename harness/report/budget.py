@@ -24,10 +24,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from harness.analysis.stats import flag, mean_ci  # noqa: E402
+from harness.analysis.stats import flag  # noqa: E402
 from harness.records import atomic  # noqa: E402
 from harness.records.store import BUDGET_OK, BUDGET_TOO_SMALL, read_cells  # noqa: E402
-from harness.report.format import METHOD_ORDER, md_table, slug  # noqa: E402
+from harness.report.format import METHOD_ORDER, fmt_ci, md_table, slug  # noqa: E402
 
 TITLE = "Equal wall-clock"
 FIELDS = ["task", "method", "family", "variant", "seed", "time_budget_s", "time_batch",
@@ -75,11 +75,9 @@ def _entry(g: pd.DataFrame) -> str:
     small = g[g["budget_status"] == BUDGET_TOO_SMALL]
     if ok.empty:
         return f"budget too small (needs {_seconds(float(small['min_time_s'].max()))})"
-    mean, low, high = mean_ci(ok["value"])
-    if math.isfinite(mean):
-        quality = f"**{mean:.4g}** [{low:.4g}, {high:.4g}]"
-    else:
-        quality = "no finite metric value"
+    values = pd.to_numeric(ok["value"], errors="coerce")
+    quality = (f"**{fmt_ci(values)}**" if np.isfinite(values).any()
+               else "no finite metric value")
     parts = [quality, f"N={_span(ok['n_steps'])}, NFE {_span(ok['nfe_measured'])}",
              f"{_seconds(float(ok['actual_time_s'].median()))}"]
     over = ok[[flag(v) is True for v in ok["overrun"]]]

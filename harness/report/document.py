@@ -24,7 +24,9 @@ from harness.analysis.stats import (
     coerce_numeric,
     primary_metric,
 )
+from harness.errors import RunDirError
 from harness.records import atomic
+from harness.records.lock import holder
 from harness.records.store import (
     load_reference,
     load_run,
@@ -43,6 +45,7 @@ from harness.report.tables import (
     bound_check_section,
     errors_section,
     header_section,
+    status_section,
 )
 from harness.report.text import is_text, text_section
 
@@ -186,16 +189,19 @@ def write_report(run_dir: str | Path) -> Path:
         stale.unlink()
     primary = manifest.get("primary_metrics") or {}
     title = f"WS-FM benchmark report: {manifest.get('run_id', run_dir.name)}"
-    parts = [f"# {title}", errors_section(cells)]
     if cells.empty:
-        parts.append("_No finished cells in this run yet._")
-    else:
-        headline, rows = headline_section(run_dir, df, manifest, out)
-        parts += [headline, evidence_sections(run_dir, df, primary, out, rows),
-                  bound_check_section(cells), cost_model_section(cells)]
-        parts += [_task_section(run_dir, t, df, cells, primary, out, manifest)
-                  for t in sorted(cells["task"].dropna().unique())]
-        parts.append(all_methods_section(df, primary))
+        status = manifest.get("status")
+        why = f": {manifest['error']}" if manifest.get("error") else ""
+        raise RunDirError(f"{run_dir} has no finished cells (status {status}{why}): nothing to "
+                          "report; run (or resume) its suite first")
+    parts = [f"# {title}", status_section(manifest, holder(run_dir), len(cells)),
+             errors_section(cells)]
+    headline, rows = headline_section(run_dir, df, manifest, out)
+    parts += [headline, evidence_sections(run_dir, df, primary, out, rows),
+              bound_check_section(cells), cost_model_section(cells)]
+    parts += [_task_section(run_dir, t, df, cells, primary, out, manifest)
+              for t in sorted(cells["task"].dropna().unique())]
+    parts.append(all_methods_section(df, primary))
     parts += [equal_wall_clock_section(run_dir, manifest, out), header_section(manifest, cells)]
     md = "\n\n".join(p for p in parts if p) + "\n"
     path = atomic.write_text(out / "report.md", md)

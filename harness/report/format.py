@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.analysis.stats import mean_ci
+
 METHOD_ORDER = ["draft-only", "full-fm", "ws-fm", "warm-start", "ddpm", "ddim", "ar"]
 NAME = {"draft-only": "Draft only", "full-fm": "Full FM", "ws-fm": "WS-FM",
         "warm-start": "Warm start (training-free)", "ddpm": "DDPM", "ddim": "DDIM"}
@@ -64,3 +66,15 @@ def display(method: Any, variant: Any = None) -> str:
     """A legend/table label: "WS-FM good t0=0.9 draft scratch euler"."""
     v = "" if missing(variant) else str(variant)
     return f"{NAME.get(method, str(method))} {v}".strip()
+
+
+def fmt_ci(values: Any, digits: int = 4) -> str:
+    """The mean of ``values`` (seeds) with its 95% Student-t interval, "mean [low, high]";
+    with one seed "mean (one seed: no interval)": never a zero-width interval."""
+    x = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").dropna()
+    if x.empty:
+        return "–"
+    mean, low, high = mean_ci(x)
+    if len(x) < 2:
+        return f"{fmt(mean, digits)} (one seed: no interval)"
+    return f"{fmt(mean, digits)} [{fmt(low, 3)}, {fmt(high, 3)}]"

@@ -19,6 +19,23 @@ from harness.analysis.stats import (
 from harness.report.format import fmt, fmt_int, md_table, method_rank, missing
 
 
+def status_section(manifest: Mapping[str, Any], running: str | None, recorded: int) -> str:
+    """A loud line at the top of the report of a run that is not complete."""
+    status = manifest.get("status")
+    if status == "complete":
+        return ""
+    total = (manifest.get("cells") or {}).get("total")
+    counts = f"{recorded} of {total} cells recorded" if total else f"{recorded} cells recorded"
+    if status == "failed":
+        why = f"it failed: {manifest.get('error') or 'no reason recorded'}"
+    elif running:
+        why = f"it is still being run by {running}"
+    else:
+        why = "it was interrupted (no process is running it)"
+    return (f"**Unfinished run: {why}; {counts}. Everything below covers only the recorded "
+            "cells; the same command resumes the run.**")
+
+
 def errors_section(cells: pd.DataFrame) -> str:
     bad = cells[[flag(v) is False for v in cells["nfe_ok"]]]
     if bad.empty:
@@ -48,9 +65,10 @@ def _cell_counts(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
     # ``cells`` holds the NFE-budget cells; time-budget cells are counted by the manifest only.
     recorded = (f"{len(cells)} NFE-budget cells recorded; {counts.get('total')} cells in all "
                 "(with the wall-clock-budget cells)")
-    return (f"{recorded}; this invocation ran "
-            f"{counts.get('run')} and reused {counts.get('reused')} finished by an earlier, "
-            f"interrupted attempt ({len(manifest.get('resumed') or [])} resume(s))")
+    reused, resumes = counts.get("reused"), len(manifest.get("resumed") or [])
+    earlier = (f" and reused {reused} finished by {resumes} earlier, interrupted attempt(s)"
+               if resumes else "")
+    return f"{recorded}; the last invocation ran {counts.get('run')}{earlier}"
 
 
 def _cache_counts(manifest: Mapping[str, Any]) -> str:

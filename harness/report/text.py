@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.stats import coerce_numeric, mean_ci
+from harness.analysis.stats import coerce_numeric
 from harness.records.store import load_samples, read_cells
-from harness.report.format import fmt, fmt_int, md_table
+from harness.report.format import fmt, fmt_ci, fmt_int, md_table
 from harness.text.alphabet import decode
 
 TEXT_METRICS = ("judge-nll-char", "judge-nll", "judge-ppl", "char-nll", "distinct-2", "self-bleu",
@@ -55,8 +55,7 @@ def comparison_table(df: pd.DataFrame, cells: pd.DataFrame) -> str:
         vals = df[df["cell_id"].isin(group["cell_id"])]
         row = [label, fmt_int(group["n_steps"].max()), fmt_int(group["nfe_measured"].median())]
         for m in metrics:
-            mean, lo, hi = mean_ci(vals.loc[vals["metric"] == m, "value"])
-            row.append(f"{fmt(mean)} [{fmt(lo, 3)}, {fmt(hi, 3)}]")
+            row.append(fmt_ci(vals.loc[vals["metric"] == m, "value"]))
         speed = group["wall_speedup"].median() if "wall_speedup" in group else np.nan
         bound = group["wall_bound"].median() if "wall_bound" in group else np.nan
         row += [fmt(group["time_s"].median(), 3),

@@ -9,6 +9,8 @@ from typing import Any
 
 from harness.cache import stable_hash
 
+OPTIONAL = ("compile", "metrics", "metric_options")  # fields a cell names only when set
+
 
 @dataclass
 class Cell:
@@ -28,6 +30,9 @@ class Cell:
     training: dict[str, Any]
     # False, or the torch.compile backend the network is compiled with (harness.run.timing).
     compile: str | bool = False
+    # The suite's choice of the task's metrics and their options (None: the task's own).
+    metrics: list[str] | None = None
+    metric_options: dict[str, dict[str, Any]] | None = None
 
     @property
     def cell_id(self) -> str:
@@ -35,8 +40,9 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if not data["compile"]:  # left out when off: cell ids from before it existed hold
-            del data["compile"]
+        for key in OPTIONAL:  # left out when unset: cell ids from before they existed hold
+            if not data[key]:
+                del data[key]
         return data
 
     @classmethod
@@ -44,7 +50,7 @@ class Cell:
         if cls is Cell and "time_budget" in data:  # a wall-clock cell (harness.run.budgets)
             cls = TimeCell
         return cls(**{f.name: data[f.name] for f in fields(cls)
-                      if f.name in data or f.name != "compile"})
+                      if f.name in data or f.name not in OPTIONAL})
 
 
 @dataclass

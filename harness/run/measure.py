@@ -109,7 +109,7 @@ def record_fields(cell: Cell, method: Method, plan: SamplingPlan) -> dict[str, A
         "task": cell.task,
         "method": cell.method,
         "family": method.family,
-        "variant": compiled_label(method.label(), cell.compile),
+        "variant": compiled_label(plan.variant or method.label(), cell.compile),
         "draft": options.get("draft"),
         "t0": plan.t0 if plan.network is not None else None,
         "start": options.get("start", plan.info.get("source")),

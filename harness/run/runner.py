@@ -24,7 +24,8 @@ from harness.context import CellContext
 from harness.errors import ConfigError, RunDirError
 from harness.plugins import Method, instantiate
 from harness.records import store as records
-from harness.registry import methods, metrics, tasks
+from harness.records.lock import RunLock
+from harness.registry import REGISTRIES, methods, metrics, tasks
 from harness.run import budgets
 from harness.run.advice import advise_run
 from harness.run.cell import Cell, TimeCell
@@ -111,8 +112,10 @@ def _run_steps(cell: Cell, ctx: CellContext,
         samples, finalized = ctx.task.finalize(samples)
     metric_values: dict[str, dict[str, Any]] = {}
     reference = ctx.data.test[: cell.n_eval]
-    for name in ctx.task.metrics:
-        metric = instantiate(metrics, name, ctx.task.metric_options.get(name, {}))
+    options = cell.metric_options or {}
+    for name in cell.metrics or ctx.task.metrics:
+        metric = instantiate(metrics, name, {**ctx.task.metric_options.get(name, {}),
+                                             **options.get(name, {})})
         value = math.nan
         if not nonfinite:
             metric.setup(ctx.data.train, ctx.data.train_labels)
@@ -153,8 +156,32 @@ def default_run_id(suite: Suite) -> str:
     return f"{suite.name}-{suite.config_hash[:8]}"
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def plugins_used(suite: Suite) -> dict[str, dict[str, dict[str, str | None]]]:
+    """{kind: {name: {"package", "version", "source"}}} of every plugin the suite uses: what
+    the manifest records so a run can be traced to the code that made it."""
+    used: dict[str, set[str]] = {"task": set(), "method": set(), "metric": set(),
+                                 "draft": set(), "refiner": set()}
+    for name, options in suite.tasks:
+        task = instantiate(tasks, name, options)
+        used["task"].add(name)
+        used["metric"] |= set(suite.metrics_for(name, task))
+        used["draft"] |= {plugin for plugin, _ in task.drafts.values()}
+        used["refiner"].add(task.refiner[0])
+    for spec in suite.methods:
+        used["method"].add(spec.name)
+        draft = spec.options.get("draft")
+        if isinstance(draft, str) and draft in REGISTRIES["draft"].names():
+            used["draft"].add(draft)
+    return {kind: {name: REGISTRIES[kind].entry(name).provenance() for name in sorted(names)}
+            for kind, names in used.items()}
+
+
 def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    now = _now()
     suite_tasks = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
     return {
         "schema_version": records.SCHEMA_VERSION,  # harness/records/schemas/manifest.schema.json
@@ -169,7 +196,9 @@ def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dic
         "resumed": (previous.get("resumed", []) + [now]) if previous else [],
         "finished": None,
         "status": "running",
-        "primary_metrics": {name: task.primary_metric for name, task in suite_tasks.items()},
+        "primary_metrics": {name: suite.primary_metric_for(name, task)
+                            for name, task in suite_tasks.items()},
+        "plugins": plugins_used(suite),
         # How the headline judges claims, and which seeds choose settings and which report.
         "evidence": {
             "rules": Rules.from_dict(suite.evidence).to_dict(),
@@ -180,6 +209,19 @@ def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dic
     }
 
 
+def run_folder(out_dir: str | Path, run_id: str) -> Path:
+    """out_dir/run_id, after checking both: --out must be a folder (or not exist yet), the
+    run id one plain folder name (it cannot climb out of --out)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the results")
+    if (not run_id or run_id in (".", "..") or "/" in run_id or "\\" in run_id
+            or run_id.startswith(".")):
+        raise ConfigError(f"--run-id {run_id!r} must be a plain folder name (no '/', not "
+                          "starting with '.'), e.g. my-run-1")
+    return out / run_id
+
+
 def run_suite(
     suite: Suite,
     out_dir: str | Path = "results",
@@ -187,23 +229,42 @@ def run_suite(
     cache: Cache | None = None,
     progress: bool = True,
 ) -> Path:
-    """Run every cell not already recorded under out_dir/run_id; returns the run folder."""
+    """Run every cell not already recorded under out_dir/run_id; returns the run folder.
+
+    The folder is locked while this runs (a second run into it is refused, naming who holds
+    it). A run that fails part-way is marked "failed" with the reason in its manifest; what
+    it recorded stays, and the same command resumes it."""
     run_id = run_id or default_run_id(suite)
-    run_dir = Path(out_dir) / run_id
-    previous = None
-    if (run_dir / records.MANIFEST).exists():
-        previous = records.read_manifest(run_dir)
-        if previous.get("config_hash") != suite.config_hash:
-            raise RunDirError(
-                f"{run_dir} holds a run of a different suite configuration; give another "
-                "--run-id, or delete that folder to start over"
-            )
-    cache = cache or Cache()
+    run_dir = run_folder(out_dir, run_id)
+    with RunLock(run_dir):
+        previous = None
+        if (run_dir / records.MANIFEST).exists():
+            previous = records.read_manifest(run_dir)
+            if previous.get("config_hash") != suite.config_hash:
+                raise RunDirError(
+                    f"{run_dir} holds a run of a different suite configuration; give another "
+                    "--run-id, or delete that folder to start over"
+                )
+        manifest = _manifest(suite, run_id, previous)
+        records.write_manifest(run_dir, manifest)
+        try:
+            _run(suite, run_dir, manifest, cache or Cache(), progress)
+        except BaseException as exc:
+            reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+            manifest.update(status="failed", error=reason, finished=_now())
+            try:
+                records.write_manifest(run_dir, manifest)
+            except Exception:  # noqa: BLE001 - never hide the original error
+                pass
+            raise
+    return run_dir
+
+
+def _run(suite: Suite, run_dir: Path, manifest: dict[str, Any], cache: Cache,
+         progress: bool) -> None:
     if suite.threads:
         torch.set_num_threads(int(suite.threads))
-    manifest = _manifest(suite, run_id, previous)
-    records.write_manifest(run_dir, manifest)
-
+    run_id = manifest["run_id"]
     for name, options in suite.tasks:
         if not records.reference_path(run_dir, name).exists():
             task = instantiate(tasks, name, options)
@@ -214,8 +275,12 @@ def run_suite(
     done = records.finished_cells(run_dir)
     todo = [c for c in cells if c.cell_id not in done]
     reused = len(cells) - len(todo)
-    if progress and reused:
-        print(f"resuming {run_id}: {reused} of {len(cells)} cells already recorded, reusing them")
+    # Status lines are printed even without progress bars (--quiet).
+    manifest["cells"] = {"total": len(cells), "reused": reused, "run": 0}
+    records.write_manifest(run_dir, manifest)  # the report of an interrupted run counts on it
+    print(f"{run_id}: {len(cells)} cells into {run_dir}"
+          + (f"; resuming: {reused} already recorded, reusing them" if reused else ""),
+          flush=True)
     for backend in sorted({c.compile for c in todo if c.compile}):
         check_compile(backend, suite.device)  # fails here, not after hours of other cells
     # t0 advice per task and warm-start draft, from the data alone, before any WS-FM training.
@@ -230,12 +295,12 @@ def run_suite(
         records.write_cell(run_dir, record, samples)
 
     manifest.update(
-        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        finished=_now(),
         status="complete",
         cells={"total": len(cells), "reused": reused, "run": len(todo)},
         cache={"root": str(cache.root), "hits": cache.hits, "misses": cache.misses,
                "discarded": cache.discarded},
     )
+    manifest.pop("error", None)
     records.write_manifest(run_dir, manifest)
     records.write_records_csv(run_dir)
-    return run_dir

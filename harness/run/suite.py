@@ -50,7 +50,6 @@ starts; errors name the bad key and what is allowed.
 from __future__ import annotations
 
 import itertools
-import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -59,18 +58,16 @@ from typing import Any
 from harness.analysis.noninferiority import Rules
 from harness.cache import stable_hash
 from harness.checks import (
-    check_device,
     positive_int,
     positive_int_list,
     seed_list,
     time_budget_list,
 )
 from harness.errors import ConfigError
-from harness.nn.training import TrainConfig
-from harness.plugins import instantiate
-from harness.registry import methods, metrics, tasks
+from harness.registry import methods
 from harness.run.cell import Cell, TimeCell
 from harness.run.timing import check_backend
+from harness.run.validate import validate
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"  # harness/suites
 DEFAULT_SUITE = SUITES_DIR / "default.toml"
@@ -110,6 +107,19 @@ class Suite:
     # How the headline judges claims (harness.analysis.evidence.Rules.from_dict).
     evidence: dict[str, Any] = field(default_factory=dict)
 
+    def metrics_for(self, name: str, task: Any) -> list[str]:
+        """The metrics a task is judged by: the suite's ``metrics`` for it, else its own."""
+        return list(self.task_settings.get(name, {}).get("metrics") or task.metrics)
+
+    def primary_metric_for(self, name: str, task: Any) -> str:
+        """The suite's ``primary_metric`` for the task, else the task's own if the task is still
+        judged by it, else the first of its metrics."""
+        chosen = self.task_settings.get(name, {}).get("primary_metric")
+        names = self.metrics_for(name, task)
+        if chosen:
+            return chosen
+        return task.primary_metric if task.primary_metric in names else names[0]
+
     def seeds_for(self, task: str) -> tuple[list[int], list[int]]:
         """(selection seeds, evaluation seeds) of a task: its own settings, else the suite's."""
         settings = self.task_settings.get(task, {})
@@ -141,7 +151,7 @@ class Suite:
 
 _TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
 TASK_SETTINGS = ("n_samples", "n_eval", "budgets", "training", "time_budgets", "time_batch",
-                 "seeds", "selection_seeds")
+                 "seeds", "selection_seeds", "metrics", "metric_options", "primary_metric")
 _METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets"}
 
 
@@ -249,7 +259,8 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         n_eval=positive_int(data.get("n_eval", 2000), f"{source}: n_eval"),
         repeats=positive_int(data.get("repeats", 5), f"{source}: repeats"),
         warmup=positive_int(data.get("warmup", 1), f"{source}: warmup"),
-        threads=data.get("threads"),
+        threads=(None if data.get("threads") is None else
+                 positive_int(data["threads"], f"{source}: threads")),
         training=dict(data.get("training", {})),
         task_settings=task_settings,
         time_budgets=time_budget_list(data.get("time_budgets", []), f"{source}: time_budgets"),
@@ -261,60 +272,6 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
     )
     validate(suite, source)
     return suite
-
-
-def _check_training(training: Any, where: str) -> None:
-    allowed = [f.name for f in fields(TrainConfig)]
-    if not isinstance(training, dict):
-        raise ConfigError(f"{where} must be a table with keys {', '.join(allowed)}")
-    bad = sorted(set(training) - set(allowed))
-    if bad:
-        raise ConfigError(
-            f"{where} has no key {', '.join(map(repr, bad))}; allowed: {', '.join(allowed)}"
-        )
-    for key in ("steps", "batch_size"):
-        if key in training:
-            positive_int(training[key], f"{where}: {key}")
-    lr = training.get("lr", 1.0)
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
-        raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
-
-
-def validate(suite: Suite, source: str = "suite") -> None:
-    """Check every name and option against the registry; raises ConfigError."""
-    if not suite.seeds:
-        raise ConfigError(f"{source}: seeds must not be empty")
-    for name, _ in suite.tasks:
-        selection, evaluation = suite.seeds_for(name)
-        shared = sorted(set(selection) & set(evaluation))
-        if shared:
-            raise ConfigError(f"{source}: task {name!r}: seeds {shared} are both selection and "
-                              "evaluation seeds; settings must be chosen on other seeds than "
-                              "those that report them")
-    check_device(suite.device)
-    _check_training(suite.training, f"{source}: [training]")
-    for name, settings in suite.task_settings.items():
-        _check_training(settings.get("training", {}), f"{source}: task {name!r} training")
-
-    task_objs = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
-    for task in task_objs.values():
-        for metric in task.metrics:
-            metrics.entry(metric)
-    for spec in suite.methods:
-        method = instantiate(methods, spec.name, spec.options)
-        for name in spec.tasks or []:
-            if name not in task_objs:
-                raise ConfigError(
-                    f"{source}: method {spec.name!r} names task {name!r}, which the suite does "
-                    f"not run; its tasks are {', '.join(task_objs)}"
-                )
-        for name in spec.tasks or list(task_objs):
-            try:
-                method.check_task(task_objs[name])
-            except ValueError as exc:
-                raise ConfigError(
-                    f"{source}: method {spec.name!r} on task {name!r}: {exc}"
-                ) from exc
 
 
 def read_suite_file(path: str | Path) -> dict[str, Any]:
@@ -362,7 +319,8 @@ def _budget_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task
         n_steps=n, seed=seed, device=suite.device,
         n_samples=settings.get("n_samples", suite.n_samples),
         n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
-        warmup=suite.warmup, training=training,
+        warmup=suite.warmup, training=training, metrics=settings.get("metrics"),
+        metric_options=settings.get("metric_options"),
     ) for n in (budgets if uses_budget else [0])]
 
 
@@ -380,4 +338,5 @@ def _time_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task: 
         n_steps=0, seed=seed, device=suite.device, n_samples=n_samples,
         n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
         warmup=suite.warmup, training=training, time_budget=float(b), time_batch=int(batch),
+        metrics=settings.get("metrics"), metric_options=settings.get("metric_options"),
     ) for b in budgets]

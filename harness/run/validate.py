@@ -1,0 +1,99 @@
+"""Validation of a parsed suite against the registry, before any work starts: training
+settings, seeds, the device, every plugin name and option, each task's metrics and data
+(``Task.check``), and which methods can run on which tasks. Errors name the bad key."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+from harness.checks import check_device, positive_int
+from harness.errors import ConfigError
+from harness.nn.training import TrainConfig
+from harness.plugins import instantiate
+from harness.registry import methods, metrics, tasks
+
+if TYPE_CHECKING:
+    from harness.run.suite import Suite
+
+
+def _check_training(training: Any, where: str) -> None:
+    allowed = [f.name for f in fields(TrainConfig)]
+    if not isinstance(training, dict):
+        raise ConfigError(f"{where} must be a table with keys {', '.join(allowed)}")
+    bad = sorted(set(training) - set(allowed))
+    if bad:
+        raise ConfigError(
+            f"{where} has no key {', '.join(map(repr, bad))}; allowed: {', '.join(allowed)}"
+        )
+    for key in ("steps", "batch_size"):
+        if key in training:
+            positive_int(training[key], f"{where}: {key}")
+    lr = training.get("lr", 1.0)
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
+
+
+def _check_metrics(suite: Suite, name: str, task: Any, source: str) -> None:
+    """The task's metrics (the suite's choice or its own) exist and take their options."""
+    settings = suite.task_settings.get(name, {})
+    where = f"{source}: task {name!r}"
+    chosen = settings.get("metrics")
+    if chosen is not None and (not isinstance(chosen, list) or not chosen
+                               or not all(isinstance(m, str) for m in chosen)):
+        raise ConfigError(f"{where}: metrics must be a non-empty list of metric names")
+    options = settings.get("metric_options", {})
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ConfigError(f"{where}: metric_options must be a table of metric = {{options}}")
+    names = suite.metrics_for(name, task)
+    for metric in sorted(set(options) - set(names)):
+        raise ConfigError(f"{where}: metric_options names {metric!r}, which the task is not "
+                          f"judged by ({', '.join(names)})")
+    for metric in names:
+        instantiate(metrics, metric, {**task.metric_options.get(metric, {}),
+                                      **options.get(metric, {})})
+    primary = settings.get("primary_metric")
+    if primary is not None and primary not in names:
+        raise ConfigError(f"{where}: primary_metric {primary!r} is not one of its metrics "
+                          f"({', '.join(names)})")
+
+
+def validate(suite: Suite, source: str = "suite") -> None:
+    """Check every name and option against the registry; raises ConfigError."""
+    if not suite.seeds:
+        raise ConfigError(f"{source}: seeds must not be empty")
+    for name, _ in suite.tasks:
+        selection, evaluation = suite.seeds_for(name)
+        shared = sorted(set(selection) & set(evaluation))
+        if shared:
+            raise ConfigError(f"{source}: task {name!r}: seeds {shared} are both selection and "
+                              "evaluation seeds; settings must be chosen on other seeds than "
+                              "those that report them")
+    check_device(suite.device)
+    _check_training(suite.training, f"{source}: [training]")
+    for name, settings in suite.task_settings.items():
+        _check_training(settings.get("training", {}), f"{source}: task {name!r} training")
+
+    task_objs = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
+    for name, task in task_objs.items():
+        _check_metrics(suite, name, task, source)
+        try:
+            task.check()
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{source}: task {name!r}: {exc}") from exc
+    for spec in suite.methods:
+        method = instantiate(methods, spec.name, spec.options)
+        for name in spec.tasks or []:
+            if name not in task_objs:
+                raise ConfigError(
+                    f"{source}: method {spec.name!r} names task {name!r}, which the suite does "
+                    f"not run; its tasks are {', '.join(task_objs)}"
+                )
+        for name in spec.tasks or list(task_objs):
+            try:
+                method.check_task(task_objs[name])
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{source}: method {spec.name!r} on task {name!r}: {exc}"
+                ) from exc
