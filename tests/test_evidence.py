@@ -15,7 +15,7 @@ import pytest
 from scipy import stats as sps
 
 from harness.analysis.evidence import headline
-from harness.analysis.noninferiority import Rules, holm, paired_test
+from harness.analysis.noninferiority import VERDICTS, Rules, holm, paired_test
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.records.schema import SCHEMA_VERSION
@@ -236,7 +236,7 @@ def test_old_smoke_reference_good_draft_suffices(capsys: pytest.CaptureFixture[s
                           "verdict"}
         assert set(r["reference"]) >= {"method", "variant", "n_budget"}
         assert r["reference"]["method"] == "full-fm" and r["metric"] == "swd"
-        assert len(r["interval"]) == 2 and r["margin"] > 0
+        assert len(r["interval"]) == 2 and r["margin"] > 0 and r["verdict"] in VERDICTS
     for r in good:
         assert r["verdict"] == "draft-alone-suffices"
         assert r["speedup_nfe"] is None and r["speedup_wall"] is None

@@ -1,8 +1,9 @@
-"""Statistics over seeds and the quality-matched speed-up of METHOD.md (pure pandas/numpy/scipy).
+"""Statistics over seeds (pure pandas/numpy/scipy): means with Student-t intervals, per-group
+summaries, metric directions, the primary metric, a run's cells as one frame.
 
 Every function takes the tidy frame of ``harness.records.store.load_run`` (one row per cell and
 metric) and tolerates missing values: None/NaN cells are skipped, a single seed gives a
-zero-width interval, and a task without warm-start cells gives a row that says so.
+zero-width interval (the report prints "one seed: no interval" instead).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from harness.records.store import COLUMNS, read_cells
 
 WARM = ("ws-fm", "warm-start")  # the warm-start methods (t0 > 0)
 GROUP = ["task", "method", "variant", "n_steps", "metric"]
-# The options that define one warm-start setting (its seeds are the replicates).
-WS_GROUP = ["draft", "t0", "start", "init", "solver", "n_steps"]
 NUMERIC = [
     "t0", "n_steps", "k_steps", "nfe_budget", "nfe_expected", "nfe_measured", "seed", "value",
     "time_s", "time_spread_s", "draft_time_s", "integrate_time_s", "time_per_call_s",
