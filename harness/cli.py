@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     except WsfmBenchError as exc:
         print(f"wsfm-bench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
+        return 0
 
 
 if __name__ == "__main__":
