@@ -111,6 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.quiet:  # tqdm (ours, and the judge model's loaders) reads its defaults from here
         os.environ["TQDM_DISABLE"] = "1"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    print(f"wsfm-bench: checking the suite {args.suite or '(default)'} ...", flush=True)
     suite = build_suite(args)  # every check happens here, before anything is written
     run_dir = run_suite(suite, out_dir=args.out, run_id=args.run_id,
                         cache=Cache(args.cache) if args.cache else None,
