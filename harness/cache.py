@@ -120,6 +120,9 @@ class Cache:
         self.hits = 0
         self.misses = 0
         self.discarded = 0
+        # Entries this Cache object loaded or built ("kind/stem"): what a cell used, so an
+        # executor on other machines can ship them (harness.run.ray_executor).
+        self.touched: set[str] = set()
 
     def path(self, kind: str, key: dict[str, Any]) -> Path:
         return self.root / kind / f"{stable_hash(key)[:32]}.pt"
@@ -144,6 +147,7 @@ class Cache:
     ) -> dict[str, Any]:
         """The cached state for ``key``, or ``build()``'s, stored first (built once per key)."""
         path = self.path(kind, key)
+        self.touched.add(f"{kind}/{path.stem}")
         with _locked(path.with_suffix(".lock")):
             if path.exists():
                 state = self._verified(path, key)
@@ -165,6 +169,33 @@ class Cache:
             })
             self.misses += 1
             return state
+
+    def export(self, names: set[str] | list[str]) -> dict[str, bytes]:
+        """{"kind/stem.pt" | "kind/stem.json": bytes} of the named entries, as on disk."""
+        blobs = {}
+        for name in sorted(names):
+            for suffix in (".pt", ".json"):
+                path = self.root / f"{name}{suffix}"
+                if path.exists():
+                    blobs[f"{name}{suffix}"] = path.read_bytes()
+        return blobs
+
+    def install(self, blobs: dict[str, bytes]) -> int:
+        """Write exported entries that this cache lacks (atomically, under each entry's lock);
+        returns how many were written. Their sidecars are checked on load as for any entry."""
+        written = 0
+        for name in sorted({n.rsplit(".", 1)[0] for n in blobs}):
+            kind, _, stem = name.partition("/")
+            if kind.startswith(".") or not stem or "/" in stem or stem.startswith("."):
+                raise ConfigError(f"cache entry name {name!r} is not kind/hash")
+            path = self.root / kind / f"{stem}.pt"
+            with _locked(path.with_suffix(".lock")):
+                if path.exists() or f"{name}.pt" not in blobs or f"{name}.json" not in blobs:
+                    continue
+                atomic.write_bytes(path, blobs[f"{name}.pt"])
+                atomic.write_bytes(path.with_suffix(".json"), blobs[f"{name}.json"])
+                written += 1
+        return written
 
     def entries(self) -> list[CacheEntry]:
         """Every entry (a .pt file or a sidecar) under the root, oldest first."""

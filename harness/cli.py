@@ -106,16 +106,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.cache import Cache
     from harness.records.store import load_run
-    from harness.run.runner import run_suite
+    from harness.run.executors import resolve_executor
+    from harness.run.runner import plugins_used, run_suite
 
     if args.quiet:  # tqdm (ours, and the judge model's loaders) reads its defaults from here
         os.environ["TQDM_DISABLE"] = "1"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     print(f"wsfm-bench: checking the suite {args.suite or '(default)'} ...", flush=True)
     suite = build_suite(args)  # every check happens here, before anything is written
+    local = [f"{kind} {name!r}" for kind, used in plugins_used(suite).items()
+             for name, where in used.items() if not where["package"]]
+    executor = resolve_executor(args.executor, args.workers, args.address, suite.device,
+                                suite.threads, args.exclusive_timing or suite.exclusive_timing,
+                                in_process=local)
     run_dir = run_suite(suite, out_dir=args.out, run_id=args.run_id,
                         cache=Cache(args.cache) if args.cache else None,
-                        progress=not args.quiet)
+                        progress=not args.quiet, executor=executor)
     print(f"records: {run_dir / 'records.csv'}")
     if not args.no_report:
         from harness.report.document import write_report
@@ -179,6 +185,17 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results folder (default: results)")
     p.add_argument("--run-id", help="run folder name (default: suite name + config hash)")
     p.add_argument("--cache", help="cache folder (default: $WSFM_BENCH_CACHE or ~/.cache)")
+    p.add_argument("--workers", type=int,
+                   help="cells run side by side in this many worker processes (default: "
+                        "$WSFM_BENCH_WORKERS, else one per CPU core, or one per visible GPU "
+                        "with --device cuda; 1: in this process)")
+    p.add_argument("--executor", choices=["processes", "ray"],
+                   help="processes (default: on this machine) or ray (Ray tasks; needs "
+                        "pip install -e '.[ray]')")
+    p.add_argument("--address", help="with --executor ray: the address of an existing Ray "
+                                     "cluster (default: a local instance for this run)")
+    p.add_argument("--exclusive-timing", action="store_true", dest="exclusive_timing",
+                   help="train side by side, then time each cell alone (wall-clock claims)")
     p.add_argument("--no-report", action="store_true", help="skip the report")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (status lines such as 'resuming' are still printed)")

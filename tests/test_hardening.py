@@ -187,12 +187,12 @@ def test_bad_command_line_values(tmp_path, tiny_suite_text, capsys, extra, messa
 # 6. Failed and interrupted runs.
 def test_failed_run_is_marked_and_report_refuses_an_empty_run(tmp_path, tiny_suite_text,
                                                                monkeypatch, capsys) -> None:
-    from harness.run import runner
+    from harness.run import executors
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(runner, "run_cell", boom)
+    monkeypatch.setattr(executors, "run_cell", boom)
     with pytest.raises(RuntimeError, match="boom"):
         _run(tmp_path, tiny_suite_text + DRAFT_ONLY, "--run-id", "f")
     manifest = json.loads((tmp_path / "results" / "f" / "manifest.json").read_text())

@@ -18,7 +18,7 @@ import pytest
 from harness.cache import Cache
 from harness.records import store as records
 from harness.records.store import load_run, load_samples
-from harness.run import runner
+from harness.run import executors, runner
 from harness.run.suite import expand_cells, parse_suite
 from wsfm.schedule import num_steps
 
@@ -195,7 +195,7 @@ def test_resume_after_sigkill_reuses_finished_cells(tmp_path) -> None:
         ran.append(cell.cell_id)
         return real_run_cell(cell, *args, **kwargs)
 
-    pytest.MonkeyPatch().setattr(runner, "run_cell", counting_run_cell)
+    pytest.MonkeyPatch().setattr(executors, "run_cell", counting_run_cell)
     runner.run_suite(_suite(RESUME_SUITE), out, run_id="r", cache=Cache(cache), progress=False)
     assert len(ran) == total - len(finished)
     assert not {f"{c}.json" for c in ran} & set(finished)

@@ -213,27 +213,6 @@ def test_judge_status_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         tm.JudgeNLL(judge=str(tmp_path)).compute(ids("ab cd"), ids("ab cd"), 0)
 
 
-@pytest.fixture(scope="module")
-def tiny_lm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random GPT-2 with a character tokenizer, saved as a local model folder."""
-    if not HAS_TRANSFORMERS:
-        pytest.skip("transformers not installed")
-    import transformers
-    from tokenizers import Tokenizer, models
-
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    vocab = {"<|endoftext|>": 0, **{c: i + 1 for i, c in enumerate(ALPHABET)}}
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|endoftext|>")),
-        bos_token="<|endoftext|>", eos_token="<|endoftext|>")
-    config = transformers.GPT2Config(vocab_size=len(vocab), n_positions=128, n_embd=16,
-                                     n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
-    torch.manual_seed(0)
-    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @needs_transformers
 def test_judge_nll_on_a_local_model_folder_matches_a_direct_computation(
     tiny_lm_folder: Path,

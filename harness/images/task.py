@@ -61,10 +61,10 @@ class ImageTask(Task):
     # Chosen on digits (full FM, 1 CPU thread): about 35 ms per step at batch 128, so about
     # 2 minutes per network; lr 2e-3 beat 1e-3 and 5e-4, and 3000 steps beat 1500 and 600.
     train_config = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
-    n_pairs = 10_000
+    n_pairs: int = 10_000  # (draft, refined) training pairs for the warm-start models
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "gan_steps", "gan_width", "pca_components")
+        check_positive_ints(self, "gan_steps", "gan_width", "pca_components", "n_pairs")
         self.mults = tuple(int(m) for m in self.mults)
         if self.base < 1 or self.time_dim < 2 or not self.mults or min(self.mults) < 1:
             raise ValueError(

@@ -9,7 +9,8 @@ from typing import Any
 
 from harness.cache import stable_hash
 
-OPTIONAL = ("compile", "metrics", "metric_options")  # fields a cell names only when set
+# Fields a cell names only when set (cell ids from before they existed hold).
+OPTIONAL = ("compile", "metrics", "metric_options", "reference")
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Cell:
     # The suite's choice of the task's metrics and their options (None: the task's own).
     metrics: list[str] | None = None
     metric_options: dict[str, dict[str, Any]] | None = None
+    # The split the metrics compare with: None/"test" (held out) or "train".
+    reference: str | None = None
 
     @property
     def cell_id(self) -> str:

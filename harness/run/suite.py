@@ -13,7 +13,9 @@
     [[tasks]]
     name = "two-moons"            # other keys are the task's options, except these
     n_samples = 1000              # per-task overrides: n_samples, n_eval, budgets, training,
-    seeds = [0, 1, 2, 3, 4]       # seeds, selection_seeds, time_budgets, time_batch
+    seeds = [0, 1, 2, 3, 4]       # seeds, selection_seeds, time_budgets, time_batch,
+    reference = "train"           # metrics, metric_options, primary_metric, reference (the
+                                  # split metrics compare with: "test" (default) or "train")
 
     [[methods]]
     name = "ws-fm"
@@ -22,6 +24,9 @@
     tasks = ["two-moons"]         # optional: only on these tasks
     budgets = [10, 100]           # optional: instead of the suite's budgets
     time_budgets = [0.05]         # optional: instead of the suite's (or task's) time budgets
+
+``exclusive_timing = true`` (top level): with parallel executors (``--workers``, Ray), cells
+are timed alone, one at a time, after the shared training has run side by side.
 
 ``compile = [false, true]`` (top level) runs each cell also with its network wrapped in
 torch.compile (true: the "inductor" backend; a backend name picks another): a separate
@@ -106,6 +111,9 @@ class Suite:
     compile: list[str | bool] = field(default_factory=lambda: [False])
     # How the headline judges claims (harness.analysis.evidence.Rules.from_dict).
     evidence: dict[str, Any] = field(default_factory=dict)
+    # Parallel executors: cells run one at a time after the shared training (where wall-clock
+    # claims matter; harness.run.executors).
+    exclusive_timing: bool = False
 
     def metrics_for(self, name: str, task: Any) -> list[str]:
         """The metrics a task is judged by: the suite's ``metrics`` for it, else its own."""
@@ -136,7 +144,7 @@ class Suite:
             del data["time_batch"]
         if data["compile"] == [False]:  # the default, left out for the same reason
             del data["compile"]
-        for key in ("selection_seeds", "evidence"):
+        for key in ("selection_seeds", "evidence", "exclusive_timing"):
             if not data[key]:
                 del data[key]
         for spec in data["methods"]:
@@ -151,7 +159,8 @@ class Suite:
 
 _TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
 TASK_SETTINGS = ("n_samples", "n_eval", "budgets", "training", "time_budgets", "time_batch",
-                 "seeds", "selection_seeds", "metrics", "metric_options", "primary_metric")
+                 "seeds", "selection_seeds", "metrics", "metric_options", "primary_metric",
+                 "reference")
 _METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets"}
 
 
@@ -269,9 +278,17 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
                     positive_int(data["time_batch"], f"{source}: time_batch")),
         evidence=Rules.from_dict(data.get("evidence"), f"{source}: [evidence]").to_dict()
         if data.get("evidence") else {},
+        exclusive_timing=_flag(data.get("exclusive_timing", False),
+                               f"{source}: exclusive_timing"),
     )
     validate(suite, source)
     return suite
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} = {value!r} must be true or false")
+    return value
 
 
 def read_suite_file(path: str | Path) -> dict[str, Any]:
@@ -320,7 +337,7 @@ def _budget_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task
         n_samples=settings.get("n_samples", suite.n_samples),
         n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
         warmup=suite.warmup, training=training, metrics=settings.get("metrics"),
-        metric_options=settings.get("metric_options"),
+        metric_options=settings.get("metric_options"), reference=settings.get("reference"),
     ) for n in (budgets if uses_budget else [0])]
 
 
@@ -339,4 +356,5 @@ def _time_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task: 
         n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
         warmup=suite.warmup, training=training, time_budget=float(b), time_batch=int(batch),
         metrics=settings.get("metrics"), metric_options=settings.get("metric_options"),
+        reference=settings.get("reference"),
     ) for b in budgets]

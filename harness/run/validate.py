@@ -53,6 +53,10 @@ def _check_metrics(suite: Suite, name: str, task: Any, source: str) -> None:
     for metric in names:
         instantiate(metrics, metric, {**task.metric_options.get(metric, {}),
                                       **options.get(metric, {})})
+    if settings.get("reference", "test") not in ("test", "train"):
+        raise ConfigError(f"{where}: reference = {settings['reference']!r}; allowed: \"test\" "
+                          "(the held-out split, default) or \"train\" (e.g. FID against the "
+                          "training set, the CIFAR-10 protocol)")
     primary = settings.get("primary_metric")
     if primary is not None and primary not in names:
         raise ConfigError(f"{where}: primary_metric {primary!r} is not one of its metrics "

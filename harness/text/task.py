@@ -59,16 +59,16 @@ class TextTask(Task):
     refiner_options: dict[str, Any] = field(default_factory=dict)
     judge: str = "auto"
     judge_samples: int = 100  # samples per cell the judge LM reads (a seeded subset): CPU cost
+    n_pairs: int = 4000  # (draft, refined) windows for the warm-start models
 
     modality = "text"
     vocab_size = VOCAB_SIZE
     samples_kept = 200
-    n_pairs = 4000
     train_config = TrainConfig(steps=1000, batch_size=64, lr=1e-3)
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "seq_len", "n_train", "n_test", "d_model", "n_layer",
-                            "n_head", "judge_samples")
+                            "n_head", "judge_samples", "n_pairs")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
         if self.refiner_name not in REFINERS:
