@@ -80,6 +80,23 @@ def _cache_counts(manifest: Mapping[str, Any]) -> str:
             f"({cache.get('root')})")
 
 
+def _executor(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
+    """How cells ran, and whether their timings had neighbours competing for cores."""
+    spec = manifest.get("executor")
+    if not isinstance(spec, Mapping):
+        return "serial (recorded before executors existed)"
+    text = str(spec.get("kind"))
+    if spec.get("kind") != "serial":
+        text += f", {spec.get('workers')} workers x {spec.get('threads')} torch threads"
+    most = cells["concurrency"].max() if "concurrency" in cells and len(cells) else None
+    if most is not None and not missing(most) and int(most) > 1:
+        text += (f"; cells were timed with up to {int(most)} running side by side (they compete "
+                 "for cores: for wall-clock claims run with --exclusive-timing)")
+    elif spec.get("exclusive_timing"):
+        text += "; every cell timed alone (exclusive timing)"
+    return text
+
+
 def header_section(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
     suite = manifest.get("suite")
     device = manifest.get("device")
@@ -89,6 +106,7 @@ def header_section(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
         ["suite", suite.get("name") if isinstance(suite, Mapping) else suite],
         ["commit", _commit(manifest.get("git_commit"))],
         ["device", device.get("description") if isinstance(device, Mapping) else device],
+        ["executor", _executor(manifest, cells)],
         ["started", manifest.get("started")], ["finished", manifest.get("finished")],
         ["cells", _cell_counts(manifest, cells)],
         ["cache", _cache_counts(manifest)],

@@ -12,8 +12,8 @@
 
     [[tasks]]
     name = "two-moons"            # other keys are the task's options, except these
-    n_samples = 1000              # per-task overrides: n_samples, n_eval, budgets, training,
-    seeds = [0, 1, 2, 3, 4]       # seeds, selection_seeds, time_budgets, time_batch,
+    n_samples = 1000              # per-task overrides: n_samples, n_eval, repeats, budgets,
+    seeds = [0, 1, 2, 3, 4]       # training, seeds, selection_seeds, time_budgets, time_batch,
     reference = "train"           # metrics, metric_options, primary_metric, reference (the
                                   # split metrics compare with: "test" (default) or "train")
 
@@ -158,7 +158,7 @@ class Suite:
 
 
 _TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
-TASK_SETTINGS = ("n_samples", "n_eval", "budgets", "training", "time_budgets", "time_batch",
+TASK_SETTINGS = ("n_samples", "n_eval", "repeats", "budgets", "training", "time_budgets", "time_batch",
                  "seeds", "selection_seeds", "metrics", "metric_options", "primary_metric",
                  "reference")
 _METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets"}
@@ -219,7 +219,7 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         name = entry.pop("name")
         settings = {k: entry.pop(k) for k in TASK_SETTINGS if k in entry}
         where = f"{source}: task {name!r}"
-        for key in ("n_samples", "n_eval"):
+        for key in ("n_samples", "n_eval", "repeats"):
             if key in settings:
                 positive_int(settings[key], f"{where}: {key}")
         if "budgets" in settings:
@@ -335,7 +335,7 @@ def _budget_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task
         task=task, task_options=task_options, method=spec.name, method_options=spec.options,
         n_steps=n, seed=seed, device=suite.device,
         n_samples=settings.get("n_samples", suite.n_samples),
-        n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
+        n_eval=settings.get("n_eval", suite.n_eval), repeats=settings.get("repeats", suite.repeats),
         warmup=suite.warmup, training=training, metrics=settings.get("metrics"),
         metric_options=settings.get("metric_options"), reference=settings.get("reference"),
     ) for n in (budgets if uses_budget else [0])]
@@ -353,7 +353,7 @@ def _time_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task: 
     return [TimeCell(
         task=task, task_options=task_options, method=spec.name, method_options=spec.options,
         n_steps=0, seed=seed, device=suite.device, n_samples=n_samples,
-        n_eval=settings.get("n_eval", suite.n_eval), repeats=suite.repeats,
+        n_eval=settings.get("n_eval", suite.n_eval), repeats=settings.get("repeats", suite.repeats),
         warmup=suite.warmup, training=training, time_budget=float(b), time_batch=int(batch),
         metrics=settings.get("metrics"), metric_options=settings.get("metric_options"),
         reference=settings.get("reference"),
