@@ -52,12 +52,30 @@ def eps_network(ctx: CellContext) -> nn.Module:
     return ctx.network("diffusion-eps", {"schedule": ["linear-vp", B_MIN, B_MAX]}, train)
 
 
+SPACINGS = ("trailing", "quadratic", "leading")
+
+
+def time_grid(n_steps: int, spacing: str = "trailing") -> list[float]:
+    """The N + 1 times from noise to data. "trailing": uniform from t = 1 (the first step sees
+    pure noise; Lin et al. 2024); "quadratic": t = (1 - i/N)^2, denser near the data (DDIM's
+    choice for small N); "leading": uniform from t = N/(N+1) (older DDPM codebases: the first
+    step never sees pure noise, a known flaw, kept for comparison)."""
+    if spacing == "trailing":
+        return [1.0 - i / n_steps for i in range(n_steps + 1)]
+    if spacing == "quadratic":
+        return [(1.0 - i / n_steps) ** 2 for i in range(n_steps + 1)]
+    if spacing == "leading":
+        return [(n_steps - i) / (n_steps + 1) for i in range(n_steps)] + [0.0]
+    raise ValueError(f"spacing={spacing!r}; allowed: {', '.join(SPACINGS)}")
+
+
 @torch.no_grad()
 def sample(
-    eps_net, x: torch.Tensor, n_steps: int, ancestral: bool, generator: torch.Generator
+    eps_net, x: torch.Tensor, n_steps: int, ancestral: bool, generator: torch.Generator,
+    spacing: str = "trailing",
 ) -> torch.Tensor:
-    """Integrate from t = 1 to t = 0 on the uniform grid of ``n_steps`` steps."""
-    times = [1.0 - i / n_steps for i in range(n_steps + 1)]
+    """Integrate from noise to t = 0 on the ``spacing`` grid of ``n_steps`` steps."""
+    times = time_grid(n_steps, spacing)
     batch_t = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for t, s in zip(times[:-1], times[1:], strict=True):
         ab_t, ab_s = alpha_bar(t), alpha_bar(s)
@@ -79,8 +97,13 @@ def sample(
 
 @dataclass
 class _Diffusion(Method):
+    spacing: str = "trailing"  # the time grid (time_grid): trailing, quadratic or leading
     family = "diffusion"
     ancestral = True
+
+    def __post_init__(self) -> None:
+        if self.spacing not in SPACINGS:
+            raise ValueError(f"spacing={self.spacing!r}; allowed: {', '.join(SPACINGS)}")
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
         shape = tuple(ctx.data.test.shape[1:])
@@ -90,7 +113,7 @@ class _Diffusion(Method):
             return torch.randn((n, *shape), generator=g, device=device)
 
         def integrate(net, x, g):
-            return sample(net, x, n_steps, self.ancestral, g)
+            return sample(net, x, n_steps, self.ancestral, g, self.spacing)
 
         return SamplingPlan(
             network=eps_network(ctx),
@@ -103,7 +126,8 @@ class _Diffusion(Method):
         )
 
     def label(self) -> str:
-        return "ancestral" if self.ancestral else "eta=0"
+        base = "ancestral" if self.ancestral else "eta=0"
+        return base if self.spacing == "trailing" else f"{base} {self.spacing}"
 
 
 @dataclass

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,14 @@ def stable_hash(obj: Any) -> str:
     """sha256 of the canonical JSON of ``obj`` (key order does not matter)."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def training_steps(kind: str, key: dict[str, Any]) -> int | None:
+    """The training steps an entry's key names (a network's train_config, a draft's options)."""
+    part = {"models": key.get("train_config"),
+            "drafts": (key.get("draft") or {}).get("options")}.get(kind)
+    steps = part.get("steps") if isinstance(part, dict) else None
+    return steps if isinstance(steps, int) else None
 
 
 def default_cache_dir() -> Path:
@@ -123,6 +132,7 @@ class Cache:
         # Entries this Cache object loaded or built ("kind/stem"): what a cell used, so an
         # executor on other machines can ship them (harness.run.ray_executor).
         self.touched: set[str] = set()
+        self._nested: list[float] = []  # seconds of builds inside the builds under way
 
     def path(self, kind: str, key: dict[str, Any]) -> Path:
         return self.root / kind / f"{stable_hash(key)[:32]}.pt"
@@ -143,9 +153,14 @@ class Cache:
             return None
 
     def load_or_build(
-        self, kind: str, key: dict[str, Any], build: Callable[[], dict[str, Any]]
+        self, kind: str, key: dict[str, Any], build: Callable[[], dict[str, Any]],
+        sidecar: Callable[[], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """The cached state for ``key``, or ``build()``'s, stored first (built once per key)."""
+        """The cached state for ``key``, or ``build()``'s, stored first (built once per key).
+
+        The sidecar of a built entry records how long ``build`` took (``build_s``) and where
+        (``device``), plus what ``sidecar()`` adds after the build (what it depended on), so a
+        warm cache reports the training cost the cold run paid (``meta``)."""
         path = self.path(kind, key)
         self.touched.add(f"{kind}/{path.stem}")
         with _locked(path.with_suffix(".lock")):
@@ -158,17 +173,35 @@ class Cache:
                 self.discarded += 1
                 path.unlink(missing_ok=True)
                 path.with_suffix(".json").unlink(missing_ok=True)
-            state = build()
+            # build_s is this entry's own time: entries built inside its build (a fine-tune's
+            # full model) record theirs, and are counted once, through "needs".
+            start = time.perf_counter()
+            self._nested.append(0.0)
+            try:
+                state = build()
+            finally:
+                nested = self._nested.pop()
+            total = time.perf_counter() - start
+            seconds = total - nested
+            if self._nested:
+                self._nested[-1] += total
             buf = io.BytesIO()
             torch.save(state, buf)
             data = buf.getvalue()
             atomic.write_bytes(path, data)
             atomic.write_json(path.with_suffix(".json"), {
+                **(sidecar() if sidecar else {}),
                 "key": key, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"), "kind": kind,
+                "build_s": seconds, "device": str(key.get("device", "cpu")),
+                "steps": training_steps(kind, key),
             })
             self.misses += 1
             return state
+
+    def meta(self, kind: str, key: dict[str, Any]) -> dict[str, Any]:
+        """The sidecar of the entry for ``key`` ({} when absent or unreadable)."""
+        return _read_sidecar(self.path(kind, key).with_suffix(".json")) or {}
 
     def export(self, names: set[str] | list[str]) -> dict[str, bytes]:
         """{"kind/stem.pt" | "kind/stem.json": bytes} of the named entries, as on disk."""

@@ -19,7 +19,7 @@ from harness.registry import drafts, refiners, tasks
 
 # Artefacts already loaded in this process, by (kind, key hash, device): cells of one run
 # that share a model (every budget of a method, say) load it once.
-_MEMO: dict[tuple[str, str, str], Any] = {}
+_MEMO: dict[tuple[str, str, str, str], Any] = {}
 # sha256 of each task's training split, by the hash of the task's options: computed once.
 _DATA_HASH: dict[str, str] = {}
 
@@ -64,6 +64,12 @@ class CellContext:
         self.progress = progress
         # The task without its data: what the data (and its hash) are memoised under.
         self._task_spec = {"harness": __version__, "task": plugin_key(task_name, self.task)}
+        # "kind/hash" -> seconds it took to build, of every draft, pair set and network this
+        # context used (and what each needed to be built, a fine-tune's full model say);
+        # None where the cache entry predates the record (harness.cache, "build_s").
+        self.costs: dict[str, float | None] = {}
+        # "kind/hash" -> what training reported for each network used (full FM's convergence).
+        self.training: dict[str, dict[str, Any]] = {}
 
     @property
     def data_sha256(self) -> str:
@@ -78,8 +84,32 @@ class CellContext:
         """The part of every key naming the task: harness version, task, options, data hash."""
         return {**self._task_spec, "data_sha256": self.data_sha256}
 
+    def _cached(self, kind: str, key: dict[str, Any], build: Callable[[], dict[str, Any]],
+                info: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+        """``cache.load_or_build``, noting the entry's cost (and, on a build, the costs of what
+        the build used and ``info()``, what training reported, so a warm cache has them too)."""
+        before = set(self.costs)
+        state = self.cache.load_or_build(kind, key, build, sidecar=lambda: {
+            "needs": {k: v for k, v in self.costs.items() if k not in before},
+            "training": info() if info else None})
+        self._note_cost(kind, key)
+        return state
+
+    def _note_cost(self, kind: str, key: dict[str, Any]) -> None:
+        meta = self.cache.meta(kind, key)
+        seconds = meta.get("build_s")
+        name = f"{kind}/{self.cache.path(kind, key).stem}"
+        self.costs[name] = float(seconds) if isinstance(seconds, int | float) else None
+        if isinstance(meta.get("training"), dict):
+            self.training[name] = meta["training"]
+        needs = meta.get("needs")
+        if isinstance(needs, dict):
+            self.costs.update(needs)
+
     def _memo(self, kind: str, key: dict[str, Any], build: Callable[[], Any]) -> Any:
-        memo_key = (kind, stable_hash(key), str(self.device))
+        # The cache folder is part of it: an artefact memoised from another cache folder (a
+        # test's, say) has no sidecar in this one to tell its cost.
+        memo_key = (kind, stable_hash(key), str(self.device), str(self.cache.root))
         if memo_key not in _MEMO:
             _MEMO[memo_key] = build()
         return _MEMO[memo_key]
@@ -118,10 +148,12 @@ class CellContext:
                 draft.fit(self.data.train.cpu(), seeded_generator(self.seed, f"draft-fit:{plugin}"))
                 return draft.state_dict()
 
-            draft.load_state_dict(self.cache.load_or_build("drafts", key, fit))
+            draft.load_state_dict(self._cached("drafts", key, fit))
             return draft.to(self.device)
 
-        return self._memo("draft", key, build)
+        drafted = self._memo("draft", key, build)
+        self._note_cost("drafts", key)
+        return drafted
 
     def pairs_key(self, draft_name: str) -> dict[str, Any]:
         """The cache key of the (draft, refined) pairs for ``draft_name``."""
@@ -147,11 +179,13 @@ class CellContext:
             return {"draft": x_d.cpu(), "refined": x_r, "refiner_stats": refiner.stats()}
 
         def load() -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-            state = self.cache.load_or_build("pairs", key, build_pairs)
+            state = self._cached("pairs", key, build_pairs)
             return (state["draft"].to(self.device), state["refined"].to(self.device),
                     dict(state.get("refiner_stats") or {}))
 
-        return self._memo("pairs", key, load)
+        pairs = self._memo("pairs", key, load)
+        self._note_cost("pairs", key)
+        return pairs
 
     def pairs(self, draft_name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_d, x_r): draft samples and their refinements, the warm-start training pairs."""
@@ -176,10 +210,11 @@ class CellContext:
         self,
         kind: str,
         key: dict[str, Any],
-        train: Callable[[nn.Module], None],
+        train: Callable[[nn.Module], dict[str, Any] | None],
         make: Callable[[], nn.Module] | None = None,
     ) -> nn.Module:
-        """A trained network, built by ``train`` on a cache miss.
+        """A trained network, built by ``train`` on a cache miss (what ``train`` returns, if
+        anything, is kept in the cache entry's sidecar: full FM's convergence record).
 
         The architecture is the task's (``task.make_network``) unless ``make`` builds another
         (an autoregressive transformer, say); ``kind`` and ``key`` must then name it.
@@ -187,19 +222,31 @@ class CellContext:
         full_key = self.network_key(kind, key)
         make = make or self.task.make_network
 
+        reported: dict[str, Any] = {}
+
         def build() -> dict[str, Any]:
             with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
                 torch.manual_seed(self.seed)
                 net = make().to(self.device)
-            train(net)
+            reported.update(train(net) or {})
             return {k: v.cpu() for k, v in net.state_dict().items()}
 
         def load() -> nn.Module:
             net = make()
-            net.load_state_dict(self.cache.load_or_build("models", full_key, build))
+            net.load_state_dict(self._cached("models", full_key, build,
+                                             info=lambda: dict(reported)))
             return net.to(self.device).eval()
 
-        return self._memo("network", full_key, load)
+        trained = self._memo("network", full_key, load)
+        self._note_cost("models", full_key)
+        return trained
+
+    def training_cost(self) -> tuple[float | None, dict[str, float | None]]:
+        """(seconds, {"kind/hash": seconds}) of training everything the cell's method used:
+        its networks, drafts and refiner pairs; seconds is None if any part is unrecorded."""
+        parts = dict(sorted(self.costs.items()))
+        known = [v for v in parts.values() if v is not None]
+        return (sum(known) if len(known) == len(parts) else None), parts
 
     def metric_stats(
         self, name: str, metric: Metric, reference: torch.Tensor, seed: int

@@ -111,4 +111,4 @@ def test_discrete_fm_learns_and_more_steps_help():
 
     few, many = consistent(2), consistent(4 * L)
     print(f"consistent sequences: {few:.2f} with 2 steps, {many:.2f} with {4 * L}")
-    assert many > 0.7 and few < 0.3
+    assert many > 0.7 and few < many - 0.3

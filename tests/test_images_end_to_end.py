@@ -73,7 +73,8 @@ def test_every_image_method_counts_exact_nfe(digits_run) -> None:
 
 def test_image_metrics_and_clamp_counts_are_recorded(digits_run) -> None:
     df = load_run(digits_run)
-    assert set(df["metric"]) == {"fid", "kid", "isc", "fidelity-precision", "fidelity-recall"}
+    assert set(df["metric"]) == {"fid", "kid", "isc", "fidelity-precision", "fidelity-recall",
+                                 "copy-rate"}
     assert df["value"].notna().all()
     for record in read_cells(digits_run):
         assert set(record["finalize"]) == {"clamped", "clamped_fraction"}

@@ -100,8 +100,8 @@ def test_records_are_tidy_and_complete(tiny_run) -> None:
     run_dir, suite = tiny_run
     df = load_run(run_dir)
     assert list(df.columns) == records.COLUMNS
-    assert set(df["metric"]) == {"swd", "mmd", "energy", "precision", "recall"}
-    assert df.groupby("cell_id").size().eq(5).all()
+    assert set(df["metric"]) == {"swd", "mmd", "energy", "precision", "recall", "copy-rate"}
+    assert df.groupby("cell_id").size().eq(6).all()
     assert df["value"].notna().all()
     assert (df[df.metric == "precision"]["higher_is_better"]).all()
     assert not (df[df.metric == "swd"]["higher_is_better"]).any()

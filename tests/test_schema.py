@@ -114,7 +114,8 @@ def test_record_schema_covers_what_the_runner_writes(real) -> None:
     # Required: exactly what every record has (the bound check is warm-start only).
     always = set(real["warm"]) & set(real["draft"]) | {"schema_version"}
     # Fields added within version 1 stay optional, so older version-1 records still validate.
-    added_in_v1 = {"finalize", "compile", "compile_s", "refiner_stats"}
+    added_in_v1 = {"finalize", "compile", "compile_s", "refiner_stats", "train_s", "train_parts",
+                   "convergence"}
     assert set(doc["required"]) == always - added_in_v1
     # compile, metrics and metric_options are written only when set, so the ids of cells
     # without them did not change.

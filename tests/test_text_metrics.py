@@ -184,7 +184,7 @@ def test_word_validity_plugin_vocabulary_from_training_split() -> None:
 
 def test_char_nll_plugin_separates_text_and_retrains_identically() -> None:
     reference, natural = windows(200), windows(50, offset=200)
-    small = {"hidden": 32, "steps": 200, "batch_size": 16, "lr": 2e-2}
+    small = {"architecture": "lstm", "hidden": 32, "steps": 200, "batch_size": 16, "lr": 2e-2}
     metric = tm.CharNLL(**small)
     stats = metric.reference_stats(reference, seed=0)
     real = metric.compute(natural, reference, 0, stats)
@@ -194,6 +194,23 @@ def test_char_nll_plugin_separates_text_and_retrains_identically() -> None:
     assert tm.CharNLL(**small).compute(natural, reference, 7) == real
     with pytest.raises(ValueError, match="lr"):
         tm.CharNLL(lr=0)
+
+
+def test_char_nll_defaults_to_an_ngram_model_apart_from_the_drafts() -> None:
+    from harness.text.ngram import CharNGram
+
+    reference, natural = windows(200), windows(50, offset=200)
+    metric = tm.CharNLL()
+    assert metric.architecture == "ngram" and metric.reference_stats(reference, 0) == {}
+    real = metric.compute(natural, reference, 0)
+    noise = metric.compute(shuffled(natural), reference, 0)
+    assert real < noise - 1.0, (real, noise)
+    assert tm.CharNLL().compute(natural, reference, 3) == real  # counted, not trained
+    model = CharNGram(reference, VOCAB_SIZE, VOCAB_SIZE, order=3)
+    probs = model(torch.full((2, 5), VOCAB_SIZE)).exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 5), atol=1e-5)
+    with pytest.raises(ValueError, match="architecture"):
+        tm.CharNLL(architecture="gpt")
 
 
 # --- judge language model -----------------------------------------------------------------

@@ -22,7 +22,7 @@ from torch import nn
 
 from harness.cache import stable_hash
 from harness.context import seeded_generator
-from harness.nn.training import optimise
+from harness.nn.training import convergence, optimise
 from harness.plugins import Draft, Method, SamplingPlan, Task, check_draft
 from wsfm import advisor, solvers
 from wsfm.loss import flow_matching_loss
@@ -43,13 +43,21 @@ def full_model(ctx: CellContext) -> nn.Module:
     """The full FM network for the context's task and seed (trained once, cached)."""
     path = make_path(ctx.task.discrete, 0.0)
 
-    def train(net: nn.Module) -> None:
-        loss = flow_matching_loss(
-            net, path, task_source(ctx.task, "noise", 0.0), ctx.data.train, None,
-            ctx.train_config.batch_size,
-        )
+    def train(net: nn.Module) -> dict[str, object]:
+        source, batch = task_source(ctx.task, "noise", 0.0), ctx.train_config.batch_size
+        loss = flow_matching_loss(net, path, source, ctx.data.train, None, batch)
+        # Convergence: the same loss on held-out data, the same batches at every check.
+        held = flow_matching_loss(net, path, source, ctx.data.test, None, batch)
+
+        def held_out() -> float:
+            g = ctx.generator("heldout:full-fm")
+            return sum(float(held(g)) for _ in range(4)) / 4
+
+        curve: list[list[float]] = []
         optimise(net, loss, ctx.train_config, ctx.generator("train:full-fm"),
-                 desc=f"full-fm {ctx.task_name} seed {ctx.seed}", progress=ctx.progress)
+                 desc=f"full-fm {ctx.task_name} seed {ctx.seed}", progress=ctx.progress,
+                 held_out=held_out, curve=curve)
+        return {"convergence": convergence(curve)}
 
     return ctx.network("flow", {"t_start": 0.0, "source": "noise"}, train)
 

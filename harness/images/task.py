@@ -54,7 +54,7 @@ class ImageTask(Task):
     channels = 1  # declared shape: class constants here, options in image-folder
     image_size = None
     modality = "images"
-    metrics = ("fid", "kid", "isc", "fidelity-precision", "fidelity-recall")
+    metrics = ("fid", "kid", "isc", "fidelity-precision", "fidelity-recall", "copy-rate")
     primary_metric = "fid"
     refiner = ("nearest-neighbour", {})
     samples_kept = 256  # per cell: enough for the 64-image grids, small on disk

@@ -257,3 +257,52 @@ class KNNRecall(_KNNCoverage):
     """k-NN recall: share of reference points inside the sample manifold (higher is better)."""
 
     of_reference = True
+
+
+def nearest_distances(points: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """Each point's distance to its nearest ``support`` point (rows chunked)."""
+    out = []
+    step = _chunk_rows(support.shape[0])
+    for start in range(0, points.shape[0], step):
+        out.append(torch.cdist(points[start : start + step], support).min(dim=1).values)
+    return torch.cat(out)
+
+
+@dataclass
+class CopyRate(Metric):
+    """Memorisation: the share of samples closer to their nearest training point than all but
+    ``quantile`` of the held-out points are to theirs (lower is better).
+
+    Held-out data score ``quantile`` by construction (they were never trained on); a model that
+    reproduces training points, or a refiner's nearest neighbours, scores near 1. Points and
+    images alike (images are flattened); the training set is the task's (``setup``)."""
+
+    quantile: float = 0.05
+    higher_is_better = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.quantile, bool) or not 0 < float(self.quantile) < 1:
+            raise ValueError(f"quantile={self.quantile!r} must be in (0, 1)")
+        self._train: torch.Tensor | None = None
+
+    def setup(self, train: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        self._train = train.flatten(1).float()
+
+    def _train_set(self) -> torch.Tensor:
+        if self._train is None:
+            raise ValueError("copy-rate needs the training set: call setup(train) first")
+        return self._train
+
+    @torch.no_grad()
+    def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        held_out = reference.flatten(1).float().to(self._train_set().device)
+        d = nearest_distances(held_out, self._train_set())
+        return {"threshold": torch.quantile(d.double(), float(self.quantile)).reshape(1)}
+
+    @torch.no_grad()
+    def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
+                stats: dict[str, torch.Tensor] | None = None) -> float:
+        threshold = (stats or self.reference_stats(reference, seed))["threshold"]
+        x = samples.flatten(1).float().to(self._train_set().device)
+        d = nearest_distances(x, self._train_set())
+        return float((d.double() < threshold.to(d.device).double()).double().mean())

@@ -73,7 +73,7 @@ class Toy2D(Task):
     generator_name = ""
     modality = "points"
     refiner = ("nearest-neighbour", {})
-    metrics = ("swd", "mmd", "energy", "precision", "recall")
+    metrics = ("swd", "mmd", "energy", "precision", "recall", "copy-rate")
     primary_metric = "swd"
     train_config = TrainConfig(steps=1500, batch_size=256, lr=5e-3)
 

@@ -46,7 +46,7 @@ COLUMNS = [
     "integrate_time_s", "time_per_call_s", "ref_time_s", "ref_nfe", "nfe_speedup",
     "nfe_speedup_theory", "ideal_speedup", "wall_speedup", "wall_bound", "timing_noise",
     "bound_ok", "n_samples", "n_eval", "device", "cell_id", "k_observed", "wall_status",
-    "executor", "concurrency",
+    "executor", "concurrency", "train_s",
 ]
 
 

@@ -2,8 +2,9 @@
 
 Sections: NFE errors (if any), the headline (verdicts and speed-ups, harness.report.headline,
 with a quality-vs-wall-clock figure per task), the t0 advisor, per-seed values, the bound
-check, the cost model, one section per task (quality vs NFE, quality vs wall-clock, speed-up
-vs t0, samples), a table of all methods, equal wall-clock comparisons, and the run's details.
+check, the cost model, the training cost (harness.report.training), one section per task
+(quality vs NFE, quality vs wall-clock, speed-up vs t0, samples), a table of all methods,
+equal wall-clock comparisons, and the run's details.
 Everything is computed from the run folder (harness.records.store), nothing is assumed.
 """
 
@@ -38,7 +39,7 @@ from harness.report import figures
 from harness.report.budget import equal_wall_clock_section
 from harness.report.cost import cost_model_section
 from harness.report.evidence import evidence_sections
-from harness.report.format import fmt, fmt_int, md_table, missing, slug
+from harness.report.format import AR_NOTE, fmt, fmt_int, md_table, missing, slug
 from harness.report.headline import headline_section
 from harness.report.tables import (
     all_methods_section,
@@ -48,6 +49,7 @@ from harness.report.tables import (
     status_section,
 )
 from harness.report.text import is_text, text_section
+from harness.report.training import training_section
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;margin:1em 0;font-size:13px}
@@ -118,7 +120,9 @@ def _task_section(run_dir: Path, task: str, df: pd.DataFrame, cells: pd.DataFram
     parts = [f"## Task: {task}", f"Primary metric: **{metric}**. Bands: 95% CI over seeds; "
              "dashed horizontal lines: the draft alone."]
     if metric is not None and not frame.empty:
-        parts.append("### Quality vs NFE\n\n" + _image(figures.quality_vs_cost(
+        ar_note = f"{AR_NOTE.lstrip('† ')}\n\n" if (frame["family"] == "autoregressive").any() \
+            else ""
+        parts.append("### Quality vs NFE\n\n" + ar_note + _image(figures.quality_vs_cost(
             frame, "nfe_measured", figs / f"{name}_quality_vs_nfe.png", f"{task}: {metric} vs NFE",
             "NFE measured (log)", metric), "Quality vs NFE", out))
         parts.append("### Quality vs wall-clock\n\n" + _image(figures.quality_vs_cost(
@@ -198,7 +202,8 @@ def write_report(run_dir: str | Path) -> Path:
              errors_section(cells)]
     headline, rows = headline_section(run_dir, df, manifest, out)
     parts += [headline, evidence_sections(run_dir, df, primary, out, rows),
-              bound_check_section(cells), cost_model_section(cells)]
+              bound_check_section(cells), cost_model_section(cells),
+              training_section(cells, rows, read_cells(run_dir))]
     parts += [_task_section(run_dir, t, df, cells, primary, out, manifest)
               for t in sorted(cells["task"].dropna().unique())]
     parts.append(all_methods_section(df, primary))

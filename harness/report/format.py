@@ -78,3 +78,9 @@ def fmt_ci(values: Any, digits: int = 4) -> str:
     if len(x) < 2:
         return f"{fmt(mean, digits)} (one seed: no interval)"
     return f"{fmt(mean, digits)} [{fmt(low, 3)}, {fmt(high, 3)}]"
+
+
+# The autoregressive baseline's calls are not full network calls: its NFE is not comparable.
+AR_NOTE = ("† Autoregressive: one network call per token, each a one-token call with a KV "
+           "cache, far cheaper than a full call of the other methods' networks; compare it by "
+           "its time, not its NFE.")

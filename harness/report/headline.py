@@ -48,6 +48,35 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# The paper's figures (../shared/METHOD.md, a secondary source) by (task, draft), for the
+# comparison printed beside the measured ones; a task of another name has none.
+PAPER = {
+    ("two-moons", "good"): "about 10x",
+    ("two-moons", "poor"): "about 1.5x",
+    ("text", "good"): "4.8x in time per sample (Text-8, t0 = 0.8: 6.56 s -> 1.36 s, GPT-J-6B "
+                      "NLL 6.58 -> 6.54)",
+}
+
+
+def paper_table(rows: list[dict[str, Any]]) -> str:
+    """Each warm-start row with a figure in the paper: what this run backs, beside it."""
+    body = []
+    for r in rows:
+        paper = PAPER.get((r["task"], r["draft"]))
+        if paper is None or r["method"] != "ws-fm":
+            continue
+        backed = r["verdict"] == "non-inferior"
+        measured = (f"{_x(r['speedup_nfe'])} NFE, {_x(r['speedup_wall'])} wall-clock"
+                    if backed else f"none backed ({r['verdict']})")
+        body.append([r["task"], r["draft"], r["method"],
+                     "–" if r["t0"] is None else f"{r['t0']:g}", measured, paper])
+    if not body:
+        return ""
+    return ("### Beside the paper\n\nThe paper's speed-ups (../shared/METHOD.md, a secondary "
+            "source) beside what this run backs; its poor-draft case is the about-1.5x one.\n\n"
+            + md_table(["task", "draft", "method", "chosen t0", "this run", "the paper"], body))
+
+
 def headline_table(rows: list[dict[str, Any]]) -> str:
     """The headline rows as one Markdown table."""
     body = []
@@ -100,6 +129,7 @@ def headline_section(run_dir: str | Path, df: pd.DataFrame, manifest: Mapping[st
         parts.append("_No warm-start rows: nothing to judge._")
     else:
         parts.append(headline_table(rows))
+        parts.append(paper_table(rows))
     frame = coerce_numeric(df)
     for task in sorted({r["task"] for r in rows}):
         if notes.get(task):
@@ -131,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary_rows(rows), indent=2))
     else:
         print(_intro(manifest) + "\n\n" + headline_table(rows) + "\n")
+        if paper_table(rows):
+            print(paper_table(rows) + "\n")
         for task in sorted(notes):
             for note in notes[task]:
                 print(f"- {note}")

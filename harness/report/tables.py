@@ -16,7 +16,7 @@ from harness.analysis.stats import (
     primary_metric,
     summarise,
 )
-from harness.report.format import fmt, fmt_int, md_table, method_rank, missing
+from harness.report.format import AR_NOTE, fmt, fmt_int, md_table, method_rank, missing
 
 
 def status_section(manifest: Mapping[str, Any], running: str | None, recorded: int) -> str:
@@ -190,10 +190,14 @@ def all_methods_section(df: pd.DataFrame, primary: Mapping[str, str]) -> str:
                 else:
                     vals.append(f"{fmt(s.mean)} ± {fmt((s.ci_high - s.ci_low) / 2, 2)}")
             r = sel.iloc[0]
+            cached = r.get("family") == "autoregressive"
             rows.append([method, "–" if missing(variant) else variant, fmt_int(n_steps),
                          fmt_int(r["k_steps"]), *vals, str(sel["n_seeds"].max()),
-                         fmt_int(r["nfe_measured"]), fmt(r["time_s"] * 1000, 3)])
+                         fmt_int(r["nfe_measured"]) + (" †" if cached else ""),
+                         fmt(r["time_s"] * 1000, 3)])
         headers = ["method", "variant", "N", "K", *[f"{m} {arrows[m]}" for m in metrics],
                    "seeds", "NFE", "time/batch (ms)"]
         out.append(f"### {task}\n\n" + md_table(headers, rows))
+        if (g["family"] == "autoregressive").any():
+            out.append(AR_NOTE)
     return "\n\n".join(out)

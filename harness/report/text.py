@@ -16,12 +16,16 @@ import pandas as pd
 
 from harness.analysis.stats import coerce_numeric
 from harness.records.store import load_samples, read_cells
-from harness.report.format import fmt, fmt_ci, fmt_int, md_table
+from harness.report.format import AR_NOTE, fmt, fmt_ci, fmt_int, md_table
 from harness.text.alphabet import decode
 
 TEXT_METRICS = ("judge-nll-char", "judge-nll", "judge-ppl", "char-nll", "distinct-2", "self-bleu",
-                "word-validity")
+                "word-validity", "verbatim-rate", "novelty-lcs")
 SAMPLES_SHOWN = 3
+PER_TOKEN_NOTE = ("judge-nll and judge-ppl are per token of the judge's tokeniser: texts that "
+                  "split into different numbers of tokens (random letters into many short, "
+                  "easy ones) are not comparable by them, so they can rank a poor draft above "
+                  "a good one. Compare methods by judge-nll-char (per character).")
 
 
 def is_text(samples: Any) -> bool:
@@ -53,7 +57,9 @@ def comparison_table(df: pd.DataFrame, cells: pd.DataFrame) -> str:
     rows = []
     for label, group in _rows_of(cells):
         vals = df[df["cell_id"].isin(group["cell_id"])]
-        row = [label, fmt_int(group["n_steps"].max()), fmt_int(group["nfe_measured"].median())]
+        cached = "family" in group and (group["family"] == "autoregressive").any()
+        row = [label, fmt_int(group["n_steps"].max()),
+               fmt_int(group["nfe_measured"].median()) + (" †" if cached else "")]
         for m in metrics:
             row.append(fmt_ci(vals.loc[vals["metric"] == m, "value"]))
         speed = group["wall_speedup"].median() if "wall_speedup" in group else np.nan
@@ -62,7 +68,11 @@ def comparison_table(df: pd.DataFrame, cells: pd.DataFrame) -> str:
                 "–" if pd.isna(speed) else f"{speed:.2f}x ({bound:.2f}x)",
                 fmt_int(group["seed"].nunique())]
         rows.append(row)
-    return md_table(headers, rows)
+    has_ar = "family" in cells and (cells["family"] == "autoregressive").any()
+    notes = [AR_NOTE] if has_ar else []
+    if {"judge-nll", "judge-ppl"} & set(metrics):
+        notes.append(PER_TOKEN_NOTE)
+    return "\n\n".join([md_table(headers, rows), *notes])
 
 
 def _decoded(run_dir: Path, cell_id: str, k: int) -> list[str]:

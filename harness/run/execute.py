@@ -63,6 +63,7 @@ def _run_steps(cell: Cell, ctx: CellContext,
     """Prepare the method at the cell's N, sample with counted NFE and timing, compute
     metrics, check the speed-up bound."""
     plan = method.prepare(ctx, cell.n_steps)
+    train_s, train_parts = ctx.training_cost()  # what the method needed, before the metrics
     clock = Clock(ctx.device)
     network, first_call = plan.network, None
     if cell.compile:
@@ -127,6 +128,10 @@ def _run_steps(cell: Cell, ctx: CellContext,
         "n_eval": int(len(reference)),
         "metrics": metric_values,
         "refiner_stats": plan.info.get("refiner_stats") or None,
+        "train_s": train_s,
+        "train_parts": train_parts,
+        "convergence": next((info["convergence"] for info in ctx.training.values()
+                             if isinstance(info.get("convergence"), dict)), None),
     }
     if ref_t is not None:
         t0 = float(method.options().get("t0", plan.t0))  # the user's t0, not the plan's word

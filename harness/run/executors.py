@@ -11,10 +11,10 @@ drafts, refiner pairs, metric statistics) first, side by side, and each cell onc
 preparation is done. Results come back to this process, which alone writes the run folder
 (``emit``). A worker that dies loses only the work in flight, which is retried, at most
 MAX_ATTEMPTS times per item. Every worker pins its torch threads (the suite's ``threads``, else
-the cores shared out), so a cell gives the same quality values bit for bit whichever executor
-runs it. Each record carries ``executor`` and ``concurrency`` (items running side by side
-when it started); ``exclusive_timing`` runs the cells one at a time once every preparation is
-built, so their timings have no neighbours.
+the cores shared out), so with the suite's ``threads`` set a cell gives the same quality values
+bit for bit whichever executor runs it. Each record carries ``executor`` and ``concurrency``
+(items running side by side when it started); ``exclusive_timing`` runs the cells one at a time
+once every preparation is built, so their timings have no neighbours.
 """
 
 from __future__ import annotations

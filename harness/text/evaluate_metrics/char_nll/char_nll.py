@@ -60,7 +60,7 @@ class CharNll(evaluate.Metric):
             raise ValueError("char_nll needs model=<character model> and alphabet=<its chars>")
         index = {c: i for i, c in enumerate(alphabet)}
         start_id = len(alphabet) if start_id is None else int(start_id)
-        device = next(model.parameters()).device
+        device = next(model.parameters(), torch.empty(0)).device  # a counted model has none
         texts = [encode(t, index) for t in predictions]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding
         total, n_chars = 0.0, 0

@@ -1,0 +1,41 @@
+"""The suites shipped in harness/suites: every CPU suite parses, and the default suite carries
+the headline's ingredients for two moons, digits and text (issue 13: small, not hollow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.run.suite import (
+    DEFAULT_SUITE,
+    SUITES_DIR,
+    expand_cells,
+    parse_suite,
+    read_suite_file,
+)
+
+CPU_SUITES = sorted(p for p in SUITES_DIR.glob("*.toml")
+                    if read_suite_file(p).get("device", "cpu") == "cpu"
+                    and "tasks" in read_suite_file(p))
+
+
+@pytest.mark.parametrize("path", CPU_SUITES, ids=lambda p: p.stem)
+def test_shipped_cpu_suites_parse(path: Path) -> None:
+    assert expand_cells(parse_suite(read_suite_file(path), str(path)))
+
+
+def test_the_default_suite_carries_the_headline_for_three_tasks() -> None:
+    suite = parse_suite(read_suite_file(DEFAULT_SUITE), "default")
+    cells = expand_cells(suite)
+    assert [name for name, _ in suite.tasks] == ["two-moons", "digits", "text"]
+    for task, _ in suite.tasks:
+        selection, evaluation = suite.seeds_for(task)
+        assert selection and len(evaluation) >= 3 and not set(selection) & set(evaluation)
+        mine = [c for c in cells if c.task == task]
+        full = {c.n_steps for c in mine if c.method == "full-fm"}
+        assert 1 in full and max(full) >= 20, (task, full)  # the frontier, down to N = 1
+        drafts = {c.method_options.get("draft") for c in mine if c.method == "draft-only"}
+        warm = {c.method_options.get("draft") for c in mine if c.method == "ws-fm"}
+        assert drafts == warm == {"good", "poor"}, task
+        assert {c.seed for c in mine} == set(selection) | set(evaluation)
