@@ -211,6 +211,17 @@ def test_char_nll_defaults_to_an_ngram_model_apart_from_the_drafts() -> None:
     assert torch.allclose(probs.sum(-1), torch.ones(2, 5), atol=1e-5)
     with pytest.raises(ValueError, match="architecture"):
         tm.CharNLL(architecture="gpt")
+    # The vectorised counts are those of reading every window character by character.
+    counts: dict = {}
+    for row in reference[:20].tolist():
+        inputs = [VOCAB_SIZE, *row[:-1]]
+        for t, target in enumerate(row):
+            history = inputs[max(0, t - 3): t + 1]
+            for k in range(len(history) + 1):
+                counts.setdefault(tuple(history[len(history) - k:]), [0] * VOCAB_SIZE)
+                counts[tuple(history[len(history) - k:])][target] += 1
+    fast = CharNGram(reference[:20], VOCAB_SIZE, VOCAB_SIZE, order=5).counts
+    assert {k: list(v) for k, v in fast.items()} == counts
 
 
 # --- judge language model -----------------------------------------------------------------

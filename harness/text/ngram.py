@@ -21,6 +21,15 @@ import torch
 from torch import nn
 
 
+def _decode(code: int, k: int, base: int) -> tuple[int, ...]:
+    """The k ids packed into ``code`` (oldest first)."""
+    ids = []
+    for _ in range(k):
+        code, last = divmod(code, base)
+        ids.append(last)
+    return tuple(reversed(ids))
+
+
 class CharNGram(nn.Module):
     """Order-``order`` character model over ``vocab`` characters plus a start symbol."""
 
@@ -30,15 +39,23 @@ class CharNGram(nn.Module):
         if order < 1 or not 0 < discount < 1:
             raise ValueError(f"order={order} must be >= 1 and discount={discount} in (0, 1)")
         self.vocab, self.start_id, self.order, self.discount = vocab, start_id, order, discount
-        self.counts: dict[tuple[int, ...], np.ndarray] = defaultdict(
-            lambda: np.zeros(vocab, dtype=np.float64))
-        for row in windows.tolist():
-            inputs = [start_id, *row[:-1]]
-            for t, target in enumerate(row):
-                history = inputs[max(0, t + 2 - order): t + 1]
-                for k in range(len(history) + 1):
-                    self.counts[tuple(history[len(history) - k:])][target] += 1
-        self.counts = dict(self.counts)
+        self.counts: dict[tuple[int, ...], np.ndarray] = {}
+        data = windows.long().cpu().numpy()
+        n, length = data.shape
+        inputs = np.concatenate([np.full((n, 1), start_id), data[:, :-1]], axis=1)
+        base = max(vocab, start_id) + 1
+        for k in range(order):  # histories of k characters, counted all at once
+            t = np.arange(max(k - 1, 0), length)  # positions with k inputs up to the target
+            code = np.zeros((n, len(t)), dtype=np.int64)
+            for j in range(k):  # the k inputs ending at position t, oldest first
+                code = code * base + inputs[:, t - (k - 1) + j]
+            keys, counts = np.unique(np.stack([code.ravel(), data[:, t].ravel()]), axis=1,
+                                     return_counts=True)
+            table: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(vocab))
+            for (h, c), m in zip(keys.T.tolist(), counts.tolist(), strict=True):
+                table[h][c] += m
+            for h, row in table.items():
+                self.counts[_decode(h, k, base)] = row
         self._memo: dict[tuple[int, ...], np.ndarray] = {}
 
     def probabilities(self, history: tuple[int, ...]) -> np.ndarray:
