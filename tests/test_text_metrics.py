@@ -179,7 +179,7 @@ def test_word_validity_plugin_vocabulary_from_training_split() -> None:
     assert metric._vocab == {"the", "cat", "sat", "on", "mat"}
     samples = ids("q the cat sat on a mat q", "q dog the mat sat on a q")  # a, dog: unknown
     assert metric.compute(samples, samples, 0) == pytest.approx(9 / 12)
-    assert tm._fast_texts(train) == tm.texts_of("train", train)
+    assert tm.fast_texts(train) == tm.texts_of("train", train)
 
 
 def test_char_nll_plugin_separates_text_and_retrains_identically() -> None:

@@ -95,7 +95,7 @@ def texts_of(name: str, x: torch.Tensor) -> list[str]:
 _TABLE = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
 
 
-def _fast_texts(x: torch.Tensor) -> list[str]:
+def fast_texts(x: torch.Tensor) -> list[str]:
     """decode_batch's strings by a vectorised table lookup (for large training splits)."""
     rows = _TABLE[_check_ids("train", x).numpy()]
     return [row.tobytes().decode("ascii") for row in rows]
@@ -353,7 +353,7 @@ class WordValidity(Metric):
             _SPLIT_SHA[memo] = tensor_sha256(train)
         sha = _SPLIT_SHA[memo]
         if sha not in _VOCABS:
-            _VOCABS[sha] = whole_words(_fast_texts(train))
+            _VOCABS[sha] = whole_words(fast_texts(train))
         self._vocab = _VOCABS[sha]
 
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
