@@ -12,7 +12,6 @@ differ from the serial run's (0 is the promise; timings are not compared).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -20,16 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.records.store import quality_by_cell
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def quality(run_dir: Path) -> dict[str, tuple[dict[str, float], int]]:
-    out = {}
-    for path in (run_dir / "cells").glob("*.json"):
-        record = json.loads(path.read_text())
-        out[record["cell_id"]] = ({k: v["value"] for k, v in record["metrics"].items()},
-                                  record["nfe_measured"])
-    return out
 
 
 def run(suite: str, out: Path, run_id: str, *extra: str) -> float:
@@ -56,7 +48,7 @@ def main() -> None:
     for name, extra in runs.items():
         run_id = name.replace(" ", "-")
         seconds[name] = run(args.suite, out, run_id, *extra)
-        values[name] = quality(out / run_id)
+        values[name] = quality_by_cell(out / run_id)
     print(f"suite {args.suite}: {len(values['serial'])} cells, cold cache each, "
           f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.2f}")
     for name in runs:

@@ -19,7 +19,7 @@ import pytest
 from harness.cache import Cache
 from harness.cli import main
 from harness.errors import ConfigError
-from harness.records.store import read_manifest
+from harness.records.store import quality_by_cell, read_manifest
 from harness.run.cell import Cell
 from harness.run.executors import (
     MAX_ATTEMPTS,
@@ -59,15 +59,6 @@ t0 = 0.5
 """
 
 
-def _quality(run_dir: Path) -> dict[str, tuple[dict[str, float], int]]:
-    out = {}
-    for path in (run_dir / "cells").glob("*.json"):
-        record = json.loads(path.read_text())
-        out[record["cell_id"]] = ({k: v["value"] for k, v in record["metrics"].items()},
-                                  record["nfe_measured"])
-    return out
-
-
 def _records(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
 
@@ -85,9 +76,9 @@ def _run(tmp_path: Path, run_id: str, *extra: str) -> Path:
 def test_workers_and_ray_give_the_serial_quality_bit_for_bit(tmp_path: Path) -> None:
     serial = _run(tmp_path, "serial", "--workers", "1")
     workers = _run(tmp_path, "workers", "--workers", "2")
-    expected = _quality(serial)
+    expected = quality_by_cell(serial)
     assert len(expected) == 3 * (1 + 2 + 2)  # 3 seeds x (draft, full FM and WS-FM at 2 N)
-    assert _quality(workers) == expected
+    assert quality_by_cell(workers) == expected
     assert {r["executor"] for r in _records(serial)} == {"serial"}
     assert {r["executor"] for r in _records(workers)} == {"processes"}
     assert all(1 <= r["concurrency"] <= 2 for r in _records(workers))
@@ -96,7 +87,7 @@ def test_workers_and_ray_give_the_serial_quality_bit_for_bit(tmp_path: Path) -> 
         "exclusive_timing": False}
     pytest.importorskip("ray")
     ray_run = _run(tmp_path, "ray", "--executor", "ray", "--workers", "2")
-    assert _quality(ray_run) == expected
+    assert quality_by_cell(ray_run) == expected
     assert {r["executor"] for r in _records(ray_run)} == {"ray"}
 
 
@@ -262,7 +253,7 @@ def test_a_worker_killed_mid_suite_loses_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0, err.decode()
     assert b"a worker died" in err
     serial = _run(tmp_path, "serial", "--workers", "1")
-    assert _quality(cells.parent) == _quality(serial)
+    assert quality_by_cell(cells.parent) == quality_by_cell(serial)
 
 
 def test_a_killed_driver_leaves_no_workers_and_resumes(tmp_path: Path) -> None:
@@ -277,7 +268,7 @@ def test_a_killed_driver_leaves_no_workers_and_resumes(tmp_path: Path) -> None:
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err.decode()
     serial = _run(tmp_path, "serial", "--workers", "1")
-    assert _quality(tmp_path / "out" / "killed-driver") == _quality(serial)
+    assert quality_by_cell(tmp_path / "out" / "killed-driver") == quality_by_cell(serial)
 
 
 def test_plugins_registered_in_process_keep_the_run_in_this_process() -> None:

@@ -148,6 +148,13 @@ def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[d
     return records
 
 
+def quality_by_cell(run_dir: str | Path) -> dict[str, tuple[dict[str, float], int]]:
+    """{cell_id: ({metric: value}, measured NFE)} of every NFE-budget cell: what must come out
+    the same whichever executor ran the cells (timings aside)."""
+    return {r["cell_id"]: ({k: m["value"] for k, m in r["metrics"].items()}, r["nfe_measured"])
+            for r in read_cells(run_dir)}
+
+
 def tidy_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per metric of a cell record."""
     base = {k: record.get(k) for k in COLUMNS if k not in ("metric", "value", "higher_is_better")}
