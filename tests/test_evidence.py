@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from harness.analysis.evidence import headline
+from harness.analysis.evidence import Config, headline, versus_draft
 from harness.analysis.noninferiority import VERDICTS, Rules, holm, paired_test
 from harness.cli import main
 from harness.errors import ConfigError
@@ -160,6 +160,37 @@ def test_synthetic_headline(synthetic: Path) -> None:
     # Poor draft: WS-FM twice as bad as the reference: inferior, never a speed-up.
     assert by["poor"]["verdict"] == "inferior"
     assert notes["toy"] == []
+    # Against their own drafts (0.3 and 0.6 alone) both warm starts are far better.
+    for draft, gap in (("good", 0.101 - 0.3), ("poor", 0.2 - 0.6)):
+        versus = by[draft]["versus_draft"]
+        assert versus["state"] == "not behind" and versus["n"] == len(EVALUATION)
+        assert versus["worse"] == pytest.approx(gap, abs=0.01)
+        assert versus["interval"][0] < versus["worse"] < versus["interval"][1]
+
+
+def _config(values: list[float]) -> Config:
+    seeds = pd.Series(values, index=range(len(values)))
+    return Config("m", "v", "good", 10.0, seeds, seeds * 0 + 1.0, 1.0, 1.0, 0.8)
+
+
+def test_versus_draft_says_behind_not_behind_or_inconclusive() -> None:
+    draft = [1.0, 1.1, 0.9, 1.05, 0.95]
+    seeds = list(range(5))
+    behind = versus_draft(_config([v + 0.5 for v in draft]), _config(draft), seeds, False,
+                          0.05, 0.05)
+    assert behind["state"] == "behind" and behind["worse"] == pytest.approx(0.5)
+    level = [v + 0.01 * (-1) ** i for i, v in enumerate(draft)]
+    same = versus_draft(_config(level), _config(draft), seeds, False, 0.05, 0.05)
+    assert same["state"] == "not behind" and same["interval"][1] < 0.05
+    noisy = versus_draft(_config([v + d for v, d in zip(draft, (0.3, -0.3, 0.2, -0.2, 0.1),
+                                                        strict=True)]),
+                         _config(draft), seeds, False, 0.05, 0.05)
+    assert noisy["state"] == "inconclusive"
+    # The interval is the 1 - 2 alpha one: its upper end below the margin iff "not behind".
+    d = np.array([0.3, -0.3, 0.2, -0.2, 0.1])
+    half = sps.t.ppf(0.95, 4) * d.std(ddof=1) / math.sqrt(5)
+    assert noisy["interval"] == pytest.approx([d.mean() - half, d.mean() + half])
+    assert noisy["level"] == pytest.approx(0.9)
 
 
 def _independent_claims(run: Path) -> list[tuple[dict, float, float]]:

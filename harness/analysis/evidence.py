@@ -27,7 +27,11 @@ For each task and its primary metric:
    - ``inferior``: the one-sided test rejects "within the margin";
    - ``inconclusive``: neither, or the run cannot back a claim (no selection seeds, no
      draft-only cells for the draft, fewer than two evaluation seeds).
-4. Speed-ups of the chosen setting: NFE (reference calls / its calls) and wall-clock (the
+4. Against its own draft: the chosen setting is also compared with its draft alone on the
+   evaluation seeds (``versus_draft``: mean paired "worse by", its 1 - 2 alpha t-interval, and
+   "not behind" / "behind" / "inconclusive" by the same one-sided tests and margin, not
+   Holm-adjusted: it says whether the warm start degrades what it starts from, not a claim).
+5. Speed-ups of the chosen setting: NFE (reference calls / its calls) and wall-clock (the
    reference_wall's time per batch over its time per batch, draft included, both measured in
    this run), with a paired bootstrap interval over the evaluation seeds (both sides resampled
    with the same seeds). Only a non-inferior row states them as a speed-up.
@@ -51,6 +55,7 @@ from harness.analysis.noninferiority import (
     Rules,
     floor_state,
     holm,
+    paired_interval,
     paired_test,
     verdict,
 )
@@ -200,8 +205,22 @@ def _row(task: str, method: str, draft: str, metric: str, hib: bool) -> dict[str
             "reference_wall": None, "metric": metric, "higher_is_better": hib,
             "margin": None, "mean": None, "reference_mean": None, "draft_mean": None,
             "speedup_nfe": None, "speedup_wall": None, "interval": [None, None],
-            "p_value": None, "verdict": "inconclusive", "reason": "",
+            "p_value": None, "verdict": "inconclusive", "reason": "", "versus_draft": None,
             "n_selection_seeds": 0, "n_evaluation_seeds": 0}
+
+
+def versus_draft(pick: Config, alone: Config, seeds: list[int], hib: bool, margin: float,
+                 alpha: float) -> dict[str, Any]:
+    """The chosen setting against its draft alone, paired by seed (how much worse it is)."""
+    test = paired_test(pick.on(seeds), alone.on(seeds), hib, margin)
+    # The 1 - 2 alpha interval: its upper end is below the margin iff the one-sided test at
+    # alpha says "not behind", so the interval and the word never disagree.
+    level = 1 - 2 * alpha
+    low, high = paired_interval(pick.on(seeds), alone.on(seeds), hib, level)
+    state = {"non-inferior": "not behind", "inferior": "behind"}.get(
+        verdict(test.p_noninferior, test.p_inferior, alpha), "inconclusive")
+    return {"worse": _num(test.worse), "interval": [_num(low), _num(high)], "level": level,
+            "state": state, "n": test.n}
 
 
 def task_headline(frame: pd.DataFrame, task: str, metric: str, rules: Rules,
@@ -250,6 +269,8 @@ def task_headline(frame: pd.DataFrame, task: str, metric: str, rules: Rules,
                    mean=_num(pick.mean(evaluation)))
         alone = drafts_alone.get(draft)
         row["draft_mean"] = None if alone is None else _num(alone.mean(evaluation))
+        if alone is not None:
+            row["versus_draft"] = versus_draft(pick, alone, evaluation, hib, margin, rules.alpha)
         nfe_ratio = ref.nfe / pick.nfe if pick.nfe else math.nan
         wall, interval = _bootstrap_ratio(ref_wall.times[ref_wall.times.index.isin(evaluation)],
                                           pick.times[pick.times.index.isin(evaluation)])

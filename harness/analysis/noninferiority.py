@@ -90,6 +90,18 @@ def paired_test(candidate: pd.Series, reference: pd.Series, hib: bool,
     return PairedTest(n, mean, float(sps.t.cdf(t, n - 1)), float(sps.t.sf(t, n - 1)))
 
 
+def paired_interval(candidate: pd.Series, reference: pd.Series, hib: bool,
+                    level: float = 0.95) -> tuple[float, float]:
+    """A Student-t interval of the mean paired d (how much worse the candidate is), over the
+    seeds with finite values on both sides; NaNs with fewer than two seeds."""
+    both = pd.concat([candidate.rename("c"), reference.rename("r")], axis=1).dropna()
+    d = ((both["r"] - both["c"]) if hib else (both["c"] - both["r"])).to_numpy(float)
+    if len(d) < 2:
+        return math.nan, math.nan
+    half = float(sps.t.ppf(0.5 + level / 2, len(d) - 1)) * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return float(d.mean()) - half, float(d.mean()) + half
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjusted p-values (NaN stays NaN and does not count in the family)."""
     p = np.asarray(p_values, dtype=float)

@@ -77,6 +77,14 @@ def paper_table(rows: list[dict[str, Any]]) -> str:
             + md_table(["task", "draft", "method", "chosen t0", "this run", "the paper"], body))
 
 
+def _versus(v: dict[str, Any] | None) -> str:
+    if not v or v["worse"] is None:
+        return "–"
+    low, high = v["interval"]
+    span = "" if low is None else f" [{v['level']:.0%}: {fmt(low, 3)}, {fmt(high, 3)}]"
+    return f"{fmt(v['worse'], 3)}{span}: {v['state']}"
+
+
 def headline_table(rows: list[dict[str, Any]]) -> str:
     """The headline rows as one Markdown table."""
     body = []
@@ -90,11 +98,12 @@ def headline_table(rows: list[dict[str, Any]]) -> str:
         body.append([r["task"], r["draft"], r["method"], setting,
                      f"{ref.get('variant', '–')}, N={ref.get('n_budget', '–')}",
                      f"{r['metric']} ±{fmt(r['margin'], 3)}", fmt(r["mean"]),
-                     fmt(r["reference_mean"]), fmt(r["draft_mean"]),
+                     fmt(r["reference_mean"]), fmt(r["draft_mean"]), _versus(r["versus_draft"]),
                      _x(r["speedup_nfe"]) if backed else "–", wall, f"**{r['verdict']}**",
                      r["reason"]])
     return md_table(["task", "draft", "method", "chosen setting", "reference (full FM)",
-                     "metric ± margin", "quality", "reference", "draft alone", "NFE speed-up",
+                     "metric ± margin", "quality", "reference", "draft alone",
+                     "worse than its draft by", "NFE speed-up",
                      "wall-clock speed-up [95%]", "verdict", "why"], body)
 
 
@@ -115,7 +124,9 @@ def _intro(manifest: Mapping[str, Any]) -> str:
         f"on the evaluation seeds (alpha {rules.alpha:g}, Holm over the task's tests, margin "
         f"per metric: {rules.margin.rel:g} x |reference best| or {rules.margin.abs:g}, the "
         "larger, unless the suite sets one), with the draft alone as the floor "
-        "(draft-alone-suffices). Speed-ups are stated only for non-inferior rows: NFE, and "
+        "(draft-alone-suffices); the chosen setting is also compared with its own draft alone "
+        "(paired by seed, same margin, not Holm-adjusted: does the warm start degrade what it "
+        "starts from?). Speed-ups are stated only for non-inferior rows: NFE, and "
         "wall-clock per batch with the draft's time included, both sides measured in this "
         f"run, with a paired bootstrap 95% interval over the evaluation seeds. Seeds: {counts}.")
 

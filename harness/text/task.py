@@ -4,8 +4,9 @@ Data are token tensors (N, L) of ids 0..26 (harness.text.alphabet); full FM on t
 discrete FM from all-[MASK] and WS-FM is WS-DFM (wsfm.paths.MixturePath). The network is
 the small time-conditioned transformer of ``harness.nn.transformer``; the drafts are character
 LSTMs ("good": larger and trained longer; "poor": tiny and briefly trained); training pairs
-come from the refiner named by ``refiner`` (nearest training window by default; an LLM over
-an OpenAI-compatible endpoint, or SmolLM2 locally, as options).
+come from the refiner named by ``refiner_name`` (the draft with its misspelt words snapped to
+the training text's words by default; the nearest training window, an LLM over an
+OpenAI-compatible endpoint, or SmolLM2 locally, as options).
 
 Judging: a pretrained causal language model's NLL per token (``judge``: "auto" uses
 SmolLM2-135M when its optional extra is installed; a local Hugging Face model folder by
@@ -35,7 +36,7 @@ BASE_METRICS = ("char-nll", "distinct-2", "self-bleu", "word-validity", "verbati
 # per-character NLL separates real from scrambled text far better (1.35 vs 3.81 nats per
 # character, against 6.96 vs 7.93 per token, on pydoc windows under SmolLM2).
 JUDGE_METRICS = ("judge-nll-char", "judge-nll", "judge-ppl")
-REFINERS = ("text-nearest-neighbour", "llm-http", "smollm2")
+REFINERS = ("text-nearest-neighbour", "text-word-fix", "llm-http", "smollm2")
 
 
 @dataclass
@@ -57,7 +58,10 @@ class TextTask(Task):
     n_head: int = 4
     good_draft: dict[str, Any] = field(default_factory=lambda: {"hidden": 128, "steps": 800})
     poor_draft: dict[str, Any] = field(default_factory=lambda: {"hidden": 16, "steps": 60})
-    refiner_name: str = "text-nearest-neighbour"
+    # The draft's misspelt words snapped to real ones (harness.text.wordfix): a local stand-in
+    # for the paper's LLM rewrite. The nearest training window swaps the draft for a copy of
+    # training text, so a warm start trained on it learns to discard its draft.
+    refiner_name: str = "text-word-fix"
     refiner_options: dict[str, Any] = field(default_factory=dict)
     judge: str = "auto"
     judge_samples: int = 100  # samples per cell the judge LM reads (a seeded subset): CPU cost
