@@ -280,6 +280,26 @@ def test_judge_weights_cache_serves_a_fresh_load(tiny_lm_folder: Path, tmp_path:
     lm.clear_memo()
 
 
+@needs_transformers
+def test_judge_scores_come_from_the_cache_without_loading_the_judge(
+        tiny_lm_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = torch.tensor([encode("the cat sat on"), encode("a dog ran away")])
+    metric = tm.JudgeNLLChar(judge=str(tiny_lm_folder), max_samples=1)
+    first = metric.compute(samples, samples, seed=3)
+    tm._JUDGE_RESULTS.clear()  # as in a fresh process with a warm cache
+    lm.clear_memo()
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the judge was loaded although its scores are cached")
+    monkeypatch.setattr(lm, "load_causal_lm", no_load)
+    assert metric.compute(samples, samples, seed=3) == first  # bit for bit
+    # Other samples, or another subset's seed, are judged afresh.
+    with pytest.raises(AssertionError, match="was loaded"):
+        metric.compute(samples[[1, 0]], samples, seed=3)
+    with pytest.raises(AssertionError, match="was loaded"):
+        metric.compute(samples, samples, seed=4)
+
+
 # --- the real SmolLM2 judge (only where its wheel and transformers are installed) -------------
 
 SMOLLM2_OK, SMOLLM2_WHY = lm.judge_status("smollm2")

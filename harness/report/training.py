@@ -56,7 +56,10 @@ def convergence_table(records: list[Mapping[str, Any]]) -> str:
     return ("### Did full FM converge?\n\nFull FM's flow-matching loss on held-out data (the "
             "same batches each time) after each fifth of its training, per seed; plateaued "
             "when it fell by less than 2% over the last fifth. A full model still improving "
-            "is a weak reference: a warm start that matches it may not match a trained one.\n\n"
+            "is a weak reference: a warm start that matches it may not match a trained one. "
+            "The learning rate decays to zero on a cosine schedule, which flattens the end of "
+            "every run: plateaued means the run settled, not that a longer schedule would not "
+            "do better (the suite's training steps decide that).\n\n"
             + md_table(["task", "seed", "held-out loss", "fall over the last fifth", "state"],
                        body))
 

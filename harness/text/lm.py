@@ -24,6 +24,7 @@ why and what to install.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -152,9 +153,10 @@ def _file_sha256(path: Path) -> str:
 
 def _cache_key(source: _Source) -> dict[str, Any]:
     """What identifies a cached judge: the model's bytes and the code that converts them."""
-    tf = _transformers()
+    # The installed version, read without importing transformers (seconds per process).
     key: dict[str, Any] = {"judge": source.kind, "format": CACHE_FORMAT,
-                           "transformers": tf.__version__, "torch": torch.__version__}
+                           "transformers": importlib.metadata.version("transformers"),
+                           "torch": torch.__version__}
     if source.kind == "gguf":
         path = source.folder / str(source.gguf_file)
         key.update(file=source.gguf_file, sha256=_file_sha256(path))

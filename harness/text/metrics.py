@@ -23,6 +23,7 @@ process, with a per-process experiment id so parallel workers never share evalua
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import uuid
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.cache import tensor_sha256
+from harness.cache import Cache, tensor_sha256
 from harness.checks import check_positive_ints
 from harness.errors import ConfigError
 from harness.nn.lstm import CharLSTM, teacher_inputs
@@ -105,6 +106,7 @@ def fast_texts(x: torch.Tensor) -> list[str]:
 
 _JUDGE_RESULTS: dict[tuple[Any, ...], dict[str, float]] = {}
 _JUDGE_MEMO_SIZE = 8
+JUDGE_SCORES_VERSION = 1  # bump when the judge_nll module's numbers change
 
 
 def judge_result(samples: torch.Tensor, judge: str = "smollm2", batch_size: int = 32,
@@ -112,23 +114,33 @@ def judge_result(samples: torch.Tensor, judge: str = "smollm2", batch_size: int 
     """judge_nll's numbers for ``samples`` (ids) under ``judge``, memoised by their hash.
 
     With ``max_samples`` and more samples than that, a subset drawn with ``seed`` is judged."""
-    from harness.text.lm import load_causal_lm
+    from harness.text.lm import judge_cache_key, load_causal_lm
 
     device = str(samples.device)
     subset = max_samples is not None and len(samples) > max_samples
     key = (tensor_sha256(samples), judge, device, batch_size, max_samples if subset else None,
            int(seed) if subset else None)
     if key not in _JUDGE_RESULTS:
-        texts = texts_of("samples", samples)
-        if subset:
-            pick = torch.randperm(len(texts), generator=torch.Generator().manual_seed(int(seed)))
-            texts = [texts[i] for i in sorted(pick[:max_samples].tolist())]
-        tokenizer, model = load_causal_lm(judge, device)
-        result = evaluate_module("judge_nll").compute(
-            predictions=texts, model=model, tokenizer=tokenizer, batch_size=batch_size)
+        def build() -> dict[str, Any]:
+            texts = texts_of("samples", samples)
+            if subset:
+                pick = torch.randperm(len(texts),
+                                      generator=torch.Generator().manual_seed(int(seed)))
+                texts = [texts[i] for i in sorted(pick[:max_samples].tolist())]
+            tokenizer, model = load_causal_lm(judge, device)
+            result = evaluate_module("judge_nll").compute(
+                predictions=texts, model=model, tokenizer=tokenizer, batch_size=batch_size)
+            return {"json": json.dumps(result)}
+
+        # On disk too, by the samples' bytes and the judge's weights: a rerun with a warm cache
+        # draws the same samples and then neither loads nor runs the judge.
+        cached = Cache().load_or_build("judge-scores", {
+            "samples": key[0], "judge": judge_cache_key(judge), "device": device,
+            "batch_size": batch_size, "subset": key[4], "seed": key[5],
+            "version": JUDGE_SCORES_VERSION}, build)
         while len(_JUDGE_RESULTS) >= _JUDGE_MEMO_SIZE:
             _JUDGE_RESULTS.pop(next(iter(_JUDGE_RESULTS)))
-        _JUDGE_RESULTS[key] = result
+        _JUDGE_RESULTS[key] = json.loads(cached["json"])
     return dict(_JUDGE_RESULTS[key])
 
 
