@@ -102,6 +102,8 @@ class TextTask(Task):
         if ok:
             options = {"judge": spec, "max_samples": self.judge_samples}
             self.metric_options = {name: dict(options) for name in JUDGE_METRICS}
+            self.judge_note = (f"text judged by {reason}, {self.judge_samples} samples per cell; "
+                               "char-nll (a character 5-gram model) beside it")
             return True
         if self.judge != "auto":  # asked for by name: a clear error, not a silent fallback
             raise ValueError(f"judge={self.judge!r} cannot be used: {reason}")
