@@ -53,3 +53,15 @@ def decode(ids: Iterable[Any]) -> str:
 def decode_batch(ids: Sequence[Any]) -> list[str]:
     """A batch (n, L) of ids -> n strings."""
     return [decode(row) for row in ids]
+
+
+def interior_words(text: str) -> list[tuple[int, str]]:
+    """(start, word) of each word bounded by spaces on both sides: a window's first and last
+    words touch its edges and may be cut, so they are left out."""
+    out, pos = [], 0
+    parts = text.split(" ")
+    for i, part in enumerate(parts):
+        if 0 < i < len(parts) - 1 and part:
+            out.append((pos, part))
+        pos += len(part) + 1
+    return out

@@ -41,7 +41,7 @@ from harness.errors import ConfigError
 from harness.nn.lstm import CharLSTM, teacher_inputs
 from harness.nn.training import TrainConfig, optimise
 from harness.plugins import Metric
-from harness.text.alphabet import ALPHABET, START_ID, VOCAB_SIZE, decode_batch
+from harness.text.alphabet import ALPHABET, START_ID, VOCAB_SIZE, decode_batch, interior_words
 from harness.text.ngram import CharNGram
 
 EVALUATE_DIR = Path(__file__).resolve().with_name("evaluate_metrics")
@@ -118,8 +118,10 @@ def judge_result(samples: torch.Tensor, judge: str = "smollm2", batch_size: int 
 
     device = str(samples.device)
     subset = max_samples is not None and len(samples) > max_samples
-    key = (tensor_sha256(samples), judge, device, batch_size, max_samples if subset else None,
-           int(seed) if subset else None)
+    ident = {"samples": tensor_sha256(samples), "judge": judge, "device": device,
+             "batch_size": batch_size, "subset": max_samples if subset else None,
+             "seed": int(seed) if subset else None}
+    key = tuple(ident.values())
     if key not in _JUDGE_RESULTS:
         def build() -> dict[str, Any]:
             texts = texts_of("samples", samples)
@@ -135,9 +137,7 @@ def judge_result(samples: torch.Tensor, judge: str = "smollm2", batch_size: int 
         # On disk too, by the samples' bytes and the judge's weights: a rerun with a warm cache
         # draws the same samples and then neither loads nor runs the judge.
         cached = Cache().load_or_build("judge-scores", {
-            "samples": key[0], "judge": judge_cache_key(judge), "device": device,
-            "batch_size": batch_size, "subset": key[4], "seed": key[5],
-            "version": JUDGE_SCORES_VERSION}, build)
+            **ident, "judge": judge_cache_key(judge), "version": JUDGE_SCORES_VERSION}, build)
         while len(_JUDGE_RESULTS) >= _JUDGE_MEMO_SIZE:
             _JUDGE_RESULTS.pop(next(iter(_JUDGE_RESULTS)))
         _JUDGE_RESULTS[key] = json.loads(cached["json"])
@@ -340,11 +340,7 @@ _SPLIT_SHA: dict[tuple[Any, ...], str] = {}  # (id, data_ptr, shape) of a split 
 
 def whole_words(texts: list[str]) -> frozenset[str]:
     """Every word bounded by spaces on both sides in some text (cut edge words left out)."""
-    words: set[str] = set()
-    for text in texts:
-        parts = text.split(" ")  # parts[0] and parts[-1] touch the window's edges
-        words.update(p for p in parts[1:-1] if p)
-    return frozenset(words)
+    return frozenset(word for text in texts for _, word in interior_words(text))
 
 
 @dataclass

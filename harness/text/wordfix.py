@@ -24,19 +24,8 @@ from typing import Any
 import torch
 
 from harness.plugins import Refiner
-from harness.text.alphabet import decode_batch, encode
+from harness.text.alphabet import decode_batch, encode, interior_words
 from harness.text.refiners import check_windows
-
-
-def _whole_words(text: str) -> list[tuple[int, str]]:
-    """(start, word) of each word bounded by spaces on both sides (the edge words left out)."""
-    out, pos = [], 0
-    parts = text.split(" ")
-    for i, part in enumerate(parts):
-        if 0 < i < len(parts) - 1 and part:
-            out.append((pos, part))
-        pos += len(part) + 1
-    return out
 
 
 @dataclass
@@ -68,7 +57,7 @@ class WordFix(Refiner):
         check_windows(train, "training windows")
         counts: Counter[str] = Counter()
         for text in decode_batch(train.cpu()):
-            counts.update(word for _, word in _whole_words(text))
+            counts.update(word for _, word in interior_words(text))
         words = [w for w, c in counts.items() if c >= self.min_count]
         if not words:
             raise ValueError(f"no training word occurs {self.min_count} times (min_count): the "
@@ -103,7 +92,7 @@ class WordFix(Refiner):
         memo: dict[str, str | None] = {}
         words = unknown = fixed = 0
         for row, text in enumerate(decode_batch(out)):
-            for pos, word in _whole_words(text):
+            for pos, word in interior_words(text):
                 words += 1
                 if word in self._vocab:
                     continue
