@@ -182,6 +182,10 @@ def sample_tokens(
 
 
 # The image model's size when no option sets it; text models take the task's ``net_size``.
+# Reports print this beside AR's NFE: its calls are not the other methods' full calls.
+NFE_NOTE = ("one network call per token, each a one-token call with a KV cache, far cheaper "
+            "than a full call of the other methods' networks; compare it by its time, not its "
+            "NFE")
 IMAGE_SIZE = {"n_layer": 2, "n_head": 4, "d_model": 64}
 SIZE_KEYS = tuple(IMAGE_SIZE)
 
@@ -208,7 +212,7 @@ class Autoregressive(Method):
     lr: float = 3e-3
     dropout: float = 0.1
     temperature: float = 1.0
-    family = "autoregressive"
+    title = "AR"
     uses_budget = False
     version = "1"
 
@@ -321,7 +325,9 @@ class Autoregressive(Method):
             k_steps=seq_len,
             evals_per_step=1,
             t0=0.0,
-            info={"sampler": "ancestral-ar", "levels": net.levels, **self.size(ctx.task),
+            solver="ancestral-ar",
+            nfe_note=NFE_NOTE,
+            info={"levels": net.levels, **self.size(ctx.task),
                   "parameters": count_parameters(net)},
             variant=self.label(text=text),
         )

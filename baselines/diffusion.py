@@ -98,7 +98,6 @@ def sample(
 @dataclass
 class _Diffusion(Method):
     spacing: str = "trailing"  # the time grid (time_grid): trailing, quadratic or leading
-    family = "diffusion"
     ancestral = True
 
     def __post_init__(self) -> None:
@@ -122,7 +121,7 @@ class _Diffusion(Method):
             expected_nfe=n_steps,
             n_steps=n_steps,
             k_steps=n_steps,
-            info={"sampler": "ddpm" if self.ancestral else "ddim"},
+            solver="ddpm" if self.ancestral else "ddim",
         )
 
     def label(self) -> str:
@@ -135,6 +134,7 @@ class DDPM(_Diffusion):
     """DDPM ancestral sampling, epsilon-prediction, N steps (N network calls)."""
 
     ancestral = True
+    title = "DDPM"
 
 
 @dataclass
@@ -142,3 +142,4 @@ class DDIM(_Diffusion):
     """DDIM deterministic sampling (eta = 0) on the same epsilon network, N calls."""
 
     ancestral = False
+    title = "DDIM"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.plugins import Method, SamplingPlan, Task, check_draft
+from harness.roles import Role
 
 if TYPE_CHECKING:
     from harness.context import CellContext
@@ -16,11 +17,15 @@ class DraftOnly(Method):
     """The draft's samples as they are (no refinement): the quality floor."""
 
     draft: str = "good"
-    family = "draft"
+    role = Role.FLOOR
+    title = "Draft only"
     uses_budget = False
 
     def check_task(self, task: Task) -> None:
         check_draft(task, self.draft)
+
+    def starts_from(self) -> str:
+        return self.draft
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
         draft = ctx.draft(self.draft)

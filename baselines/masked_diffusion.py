@@ -129,7 +129,7 @@ class MaskedDiffusion(Method):
 
     schedule: str = "linear"
     temperature: float = 1.0
-    family = "diffusion"
+    title = "Masked diffusion"
     version = "1"
 
     def __post_init__(self) -> None:
@@ -184,7 +184,8 @@ class MaskedDiffusion(Method):
             expected_nfe=n_steps,
             n_steps=n_steps,
             k_steps=n_steps,
-            info={"sampler": "ancestral-masked", "schedule": self.schedule},
+            solver="ancestral-masked",
+            info={"schedule": self.schedule},
         )
 
     def label(self) -> str:

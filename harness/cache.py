@@ -29,18 +29,13 @@ from typing import Any
 import torch
 
 from harness.errors import ConfigError
+from harness.hashing import stable_hash
 from harness.records import atomic
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".pt", ".json", ".lock")
 # The kinds of artefact the harness and its built-in plugins cache (plugins may add others).
 KINDS = ("models", "drafts", "pairs", "features", "extractors", "advisor", "judges")
-
-
-def stable_hash(obj: Any) -> str:
-    """sha256 of the canonical JSON of ``obj`` (key order does not matter)."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def training_steps(kind: str, key: dict[str, Any]) -> int | None:

@@ -1,5 +1,6 @@
 """What a method sees while it prepares a cell: the task's data, fitted drafts, refiner
-pairs and trained networks, each built once, cached on disk and memoised in the process."""
+pairs and trained networks, each built once, cached on disk and memoised by the worker that
+runs the cell (``Memo``)."""
 
 from __future__ import annotations
 
@@ -12,22 +13,39 @@ import torch
 from torch import nn
 
 from harness import __version__
-from harness.cache import Cache, stable_hash, tensor_sha256
+from harness.cache import Cache, tensor_sha256
+from harness.hashing import stable_hash
 from harness.nn.training import TrainConfig
 from harness.plugins import Draft, Metric, Task, TaskData, instantiate
 from harness.registry import drafts, refiners, tasks
 
-# Artefacts already loaded in this process, by (kind, key hash, device): cells of one run
-# that share a model (every budget of a method, say) load it once.
-_MEMO: dict[tuple[str, str, str, str], Any] = {}
-# sha256 of each task's training split, by the hash of the task's options: computed once.
-_DATA_HASH: dict[str, str] = {}
 
+class Memo:
+    """What a worker keeps loaded between the cells it runs (its own, not the module's):
+    artefacts by (kind, key hash, device, cache folder), so cells of one run that share a model
+    (every budget of a method, say) load it once, and the sha256 of each task's training split;
+    ``enter`` frees them when the worker moves on to another (task, seed). ``measured`` keeps
+    what was measured on this machine for the worker's lifetime (wall-clock budget probes,
+    harness.run.budgets)."""
 
-def clear_memo() -> None:
-    """Forget the artefacts (and data hashes) loaded in this process; the disk cache stays."""
-    _MEMO.clear()
-    _DATA_HASH.clear()
+    def __init__(self) -> None:
+        self.artefacts: dict[tuple[str, str, str, str], Any] = {}
+        self.data_hashes: dict[str, str] = {}
+        self.measured: dict[str, Any] = {}
+        self.group: tuple[str, int] | None = None
+
+    def enter(self, task: str, seed: int) -> None:
+        """Free the previous (task, seed)'s artefacts when the worker moves on to another."""
+        if self.group != (task, seed):
+            self.artefacts.clear()
+            self.data_hashes.clear()
+            self.group = (task, seed)
+
+    def get(self, key: Any, build: Callable[[], Any]) -> Any:
+        """The artefact under ``key``, built once."""
+        if key not in self.artefacts:
+            self.artefacts[key] = build()
+        return self.artefacts[key]
 
 
 def seeded_generator(seed: int, purpose: str, device: torch.device | str = "cpu"):
@@ -54,6 +72,7 @@ class CellContext:
         cache: Cache,
         train_config: TrainConfig | None = None,
         progress: bool = True,
+        memo: Memo | None = None,
     ) -> None:
         self.task_name = task_name
         self.task: Task = instantiate(tasks, task_name, task_options)
@@ -62,6 +81,8 @@ class CellContext:
         self.cache = cache
         self.train_config = train_config or self.task.train_config
         self.progress = progress
+        # What the worker running this cell keeps loaded (a fresh one: nothing shared).
+        self.memo = memo if memo is not None else Memo()
         # The task without its data: what the data (and its hash) are memoised under.
         self._task_spec = {"harness": __version__, "task": plugin_key(task_name, self.task)}
         # "kind/hash" -> seconds it took to build, of every draft, pair set and network this
@@ -75,9 +96,9 @@ class CellContext:
     def data_sha256(self) -> str:
         """sha256 of the task's training split (computed once per task and process)."""
         spec = stable_hash(self._task_spec)
-        if spec not in _DATA_HASH:
-            _DATA_HASH[spec] = tensor_sha256(self.data.train)
-        return _DATA_HASH[spec]
+        if spec not in self.memo.data_hashes:
+            self.memo.data_hashes[spec] = tensor_sha256(self.data.train)
+        return self.memo.data_hashes[spec]
 
     @property
     def task_key(self) -> dict[str, Any]:
@@ -109,10 +130,8 @@ class CellContext:
     def _memo(self, kind: str, key: dict[str, Any], build: Callable[[], Any]) -> Any:
         # The cache folder is part of it: an artefact memoised from another cache folder (a
         # test's, say) has no sidecar in this one to tell its cost.
-        memo_key = (kind, stable_hash(key), str(self.device), str(self.cache.root))
-        if memo_key not in _MEMO:
-            _MEMO[memo_key] = build()
-        return _MEMO[memo_key]
+        return self.memo.get((kind, stable_hash(key), str(self.device), str(self.cache.root)),
+                             build)
 
     def generator(self, purpose: str) -> torch.Generator:
         return seeded_generator(self.seed, purpose, self.device)

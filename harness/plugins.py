@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.nn.training import TrainConfig
 from harness.registry import Registry, drafts
+from harness.roles import Role
 
 if TYPE_CHECKING:
     from harness.context import CellContext
@@ -182,17 +183,43 @@ class SamplingPlan:
     # The variant label when it depends on the task (an option that means nothing for this
     # task left out, say); None: the method's own ``label()``.
     variant: str | None = None
+    # What the record shows of how it samples: the solver or sampler, the start (a warm
+    # start's "draft" / "noised-draft", or the source: "noise", ...), a warm-start model's
+    # initialisation ("scratch" / "finetune"); None where it does not apply.
+    solver: str | None = None
+    start: str | None = None
+    init: str | None = None
+    # The refiner's counts from building the training pairs (warm starts), for the record.
+    refiner_stats: dict[str, Any] | None = None
+    # How this method's NFE compares with others', when it does not one to one (a one-token
+    # call with a KV cache, say): reports print it beside its NFE.
+    nfe_note: str | None = None
 
 
 class Method:
     """A sampler under test. Implement ``prepare`` (train or load models, then return a plan).
 
-    ``family`` groups methods in reports ("flow", "warm-start", "diffusion", "draft").
-    ``uses_budget`` is False for methods that ignore the step budget (draft only).
+    Declare what the method is to the evidence with ``role`` (harness.roles.Role): a full
+    model is the ``REFERENCE`` (its frontier over solvers and budgets is what warm starts are
+    judged against), a warm start is ``WARM_START`` and says which draft it starts from
+    (``starts_from``) and at which time (``start_time``), a draft alone is the ``FLOOR`` (and
+    says which draft it is), anything else a ``BASELINE``. ``title`` is its name in reports.
+    ``uses_budget`` is False for methods that ignore the step budget (a draft alone).
     """
 
-    family: str = "other"
-    uses_budget: bool = True
+    role: ClassVar[Role] = Role.BASELINE
+    title: ClassVar[str | None] = None
+    uses_budget: ClassVar[bool] = True
+
+    def starts_from(self) -> str | None:
+        """The draft a warm start starts from, or a floor is (a task's draft name such as
+        "good", or a draft plugin); None for other methods."""
+        return None
+
+    def start_time(self) -> float:
+        """The time t0 the integration starts at, as the user set it (0: from the source).
+        The harness recounts K = ceil((1 - t0) N) from it in its own arithmetic."""
+        return 0.0
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
         raise NotImplementedError

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from baselines.autoregressive import (
+    NFE_NOTE,
     ARTransformer,
     Autoregressive,
     dequantise,
@@ -26,10 +27,10 @@ from harness.cache import Cache
 from harness.context import CellContext
 from harness.errors import ConfigError
 from harness.plugins import Task, TaskData, instantiate
+from harness.records.cell import Cell
 from harness.registry import methods, tasks
-from harness.run.cell import Cell
+from harness.run.jobs import Worker
 from harness.run.nfe import CountingNetwork
-from harness.run.runner import run_cell
 
 LEVELS = 16
 # A tiny model: a few seconds of training on one thread.
@@ -83,7 +84,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory):
 
 def test_registered_as_a_once_per_seed_method() -> None:
     assert methods.get("ar") is Autoregressive
-    assert Autoregressive.uses_budget is False and Autoregressive.family == "autoregressive"
+    assert Autoregressive.uses_budget is False and Autoregressive.role == "baseline"
     assert Autoregressive().label() == "levels=16"
     assert Autoregressive(levels=8, temperature=0.9).label() == "levels=8,temperature=0.9"
 
@@ -175,9 +176,10 @@ def test_runner_counts_nfe_and_sees_deterministic_samples(digits, tmp_path: Path
     cell = Cell(task="ar-test-digits", task_options={}, method="ar", method_options=TINY,
                 n_steps=0, seed=0, device="cpu", n_samples=20, n_eval=20, repeats=2, warmup=1,
                 training={})
-    record, samples = run_cell(cell, Cache(tmp_path), progress=False)
-    assert record["nfe_measured"] == record["nfe_expected"] == 64 and record["nfe_ok"]
-    assert record["deterministic"] and record["family"] == "autoregressive"
+    record, samples = Worker().run(cell, Cache(tmp_path), progress=False)
+    assert record.sampling.nfe_measured == record.plan.nfe_expected == 64
+    assert record.sampling.nfe_ok and record.sampling.deterministic
+    assert record.identity.role == "baseline" and record.plan.nfe_note == NFE_NOTE
     assert samples.shape == (20, 1, 8, 8)
 
 
@@ -295,6 +297,7 @@ def test_runner_on_text(tmp_path: Path) -> None:
     cell = Cell(task="ar-test-text", task_options={}, method="ar",
                 method_options={"steps": 5, "batch_size": 8}, n_steps=0, seed=0, device="cpu",
                 n_samples=6, n_eval=6, repeats=2, warmup=1, training={})
-    record, samples = run_cell(cell, Cache(tmp_path), progress=False)
-    assert record["nfe_measured"] == record["nfe_expected"] == TEXT_L and record["nfe_ok"]
-    assert record["deterministic"] and samples.shape == (6, TEXT_L)
+    record, samples = Worker().run(cell, Cache(tmp_path), progress=False)
+    assert record.sampling.nfe_measured == record.plan.nfe_expected == TEXT_L
+    assert record.sampling.nfe_ok and record.sampling.deterministic
+    assert samples.shape == (6, TEXT_L)

@@ -12,19 +12,20 @@ import tomllib
 import pytest
 import torch
 
-from harness import context
 from harness.cache import Cache
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.plugins import SamplingPlan
 from harness.records import store as records
+from harness.records.cell import Cell, TimeCell
 from harness.report.document import write_report
 from harness.run import budgets, runner
 from harness.run.budgets import Costs, probe_costs, select_steps
-from harness.run.cell import Cell, TimeCell
+from harness.run.jobs import Worker
 from harness.run.measure import time_plan
 from harness.run.suite import expand_cells, parse_suite
 from tests.conftest import TINY_SUITE
+from tests.synthetic import fields_of
 from wsfm.schedule import num_steps
 
 # --- a fake clock and a fake method whose costs are known exactly ----------------------------
@@ -239,7 +240,7 @@ def budget_run(tmp_path_factory):
 
 def test_every_method_has_quality_at_three_time_budgets(budget_run) -> None:
     run_dir, _, _ = budget_run
-    timed = [r for r in records.read_cells(run_dir, time_budgets=True)
+    timed = [r for r in map(fields_of, records.read_cells(run_dir, time_budgets=True))
              if r["time_budget_s"] in E2E_BUDGETS]
     assert len(timed) == 3 * len(E2E_BUDGETS)
     for r in timed:
@@ -261,14 +262,14 @@ def test_every_method_has_quality_at_three_time_budgets(budget_run) -> None:
                                            key=lambda r: r["time_budget_s"])]
         assert ns == sorted(ns), (method, ns)
     # The other tables and the comparison tool see only the NFE-budget cells.
-    assert all("time_budget_s" not in r for r in records.read_cells(run_dir))
-    assert {r["cell_id"] for r in records.read_cells(run_dir, None)} == records.finished_cells(
-        run_dir)
+    assert all("time_budget_s" not in r for r in map(fields_of, records.read_cells(run_dir)))
+    every = {r.cell_id for r in records.read_cells(run_dir, None)}
+    assert every == records.finished_cells(run_dir)
 
 
 def test_budget_too_small_is_recorded_and_the_run_goes_on(budget_run) -> None:
     run_dir, suite, _ = budget_run
-    small = [r for r in records.read_cells(run_dir, time_budgets=True)
+    small = [r for r in map(fields_of, records.read_cells(run_dir, time_budgets=True))
              if r["budget_status"] == "budget too small"]
     assert len(small) == 1
     r = small[0]
@@ -316,10 +317,8 @@ def test_probing_other_n_does_not_retrain(budget_run, monkeypatch) -> None:
         raise AssertionError("a model was trained while probing a time budget")
 
     monkeypatch.setattr(wsfm.methods, "optimise", no_training)
-    monkeypatch.setattr(budgets, "_PROBES", {})  # probe afresh, too
-    context.clear_memo()
     cell = next(c for c in expand_cells(suite)
                 if isinstance(c, TimeCell) and c.method == "ws-fm")
-    record, samples = runner.run_cell(cell, cache, progress=False)
-    assert record["cell_id"] == cell.cell_id and record["budget_status"] == "ok"
-    assert samples is not None and record["n_steps"] >= 1
+    record, samples = Worker().run(cell, cache, progress=False)  # a fresh worker: probes afresh
+    assert record.cell_id == cell.cell_id and record.budget.status == "ok"
+    assert samples is not None and record.plan.n_steps >= 1

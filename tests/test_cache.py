@@ -16,21 +16,30 @@ from typing import Any
 import pytest
 import torch
 
-from harness.cache import Cache, add_arguments, run, stable_hash
+from harness.cache import Cache, add_arguments, run
 from harness.errors import ConfigError
+from harness.hashing import stable_hash
 
 # harness.context is imported lazily: the spawned workers below import this module, and
 # need only harness.cache (the plugin registry and scikit-learn would slow their start).
 TASK = {"n_train": 200, "n_test": 100}
 
 
+# What one worker keeps loaded (harness.context.Memo): the contexts of a test share it, as a
+# worker's cells do; each test starts with a fresh one (``_new_worker``: as a new process).
+_WORKER: list[Any] = []
+
+
+def _new_worker() -> None:
+    from harness.context import Memo
+
+    _WORKER[:] = [Memo()]
+
+
 @pytest.fixture(autouse=True)
 def _fresh_memo():
-    from harness import context
-
-    context.clear_memo()
+    _new_worker()
     yield
-    context.clear_memo()
 
 
 def _ctx(tmp_path: Path, options: dict[str, Any] | None = None, seed: int = 0,
@@ -38,7 +47,7 @@ def _ctx(tmp_path: Path, options: dict[str, Any] | None = None, seed: int = 0,
     from harness.context import CellContext
 
     return CellContext("two-moons", {**TASK, **(options or {})}, seed, device,
-                       Cache(tmp_path / "cache"), progress=False)
+                       Cache(tmp_path / "cache"), progress=False, memo=_WORKER[0])
 
 
 def _keys(ctx: Any) -> dict[str, str]:
@@ -55,13 +64,12 @@ def _changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
 
 
 def test_keys_are_stable_and_json_able(tmp_path) -> None:
-    from harness import context
 
     ctx = _ctx(tmp_path)
     first = _keys(ctx)
     json.dumps(ctx.network_key("flow", {}))  # plain JSON, no default needed
     assert _keys(_ctx(tmp_path)) == first
-    context.clear_memo()  # recomputing the data hash gives the same keys
+    _new_worker()  # recomputing the data hash gives the same keys
     assert _keys(_ctx(tmp_path)) == first
     assert len(ctx.task_key["data_sha256"]) == 64
 
@@ -93,14 +101,13 @@ def test_keys_change_with_every_input(tmp_path, monkeypatch) -> None:
 
 
 def test_keys_change_with_data_content_and_device_type(tmp_path) -> None:
-    from harness import context
     from harness.plugins import TaskData
 
     base = _keys(_ctx(tmp_path))
     cuda = _ctx(tmp_path, device="cuda")  # the data hash is memoised: nothing goes to cuda
     assert _changed(base, _keys(cuda)) == {"pairs", "network"}  # drafts are fitted on CPU
 
-    context.clear_memo()
+    _new_worker()
     ctx = _ctx(tmp_path)
     data = ctx.task.load()
     train = data.train.clone()

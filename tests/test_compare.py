@@ -12,7 +12,9 @@ import pytest
 
 from harness.analysis.compare import Tol, Tolerances, add_arguments, compare_runs, run
 from harness.errors import ConfigError, RunDirError
+from harness.records.schema import SCHEMA_VERSION
 from harness.records.store import write_cell
+from tests.synthetic import to_record
 
 SEEDS = [0, 1, 2]
 NOISE = {0: -0.01, 1: 0.0, 2: 0.01}  # sd 0.01 over three seeds
@@ -24,7 +26,8 @@ def _timing(seconds: float) -> dict:
 
 
 def _record(method: str, seed: int, n: int = 20, t0: float | None = None) -> dict:
-    """A cell record valid under the results schema (harness/records/schemas/record.schema.json)."""
+    """A cell record in the flat fields of results schema version 1 (tests.synthetic turns it
+    into this version's record)."""
     warm = method == "ws-fm"
     k = math.ceil(round((1 - t0) * n, 9)) if warm else n
     variant = f"good t0={t0} draft scratch euler" if warm else "solver=euler"
@@ -62,7 +65,7 @@ def _record(method: str, seed: int, n: int = 20, t0: float | None = None) -> dic
 def _manifest(name: str, seeds: list[int]) -> dict:
     """A run manifest valid under the results schema (manifest.schema.json)."""
     return {
-        "schema_version": "1", "run_id": name, "config_hash": "abc123", "seeds": seeds,
+        "schema_version": SCHEMA_VERSION, "run_id": name, "config_hash": "abc123", "seeds": seeds,
         "suite": {"name": "synthetic", "tasks": [["two-moons", {}]], "budgets": [20],
                   "methods": [{"name": "full-fm", "options": {}},
                               {"name": "ws-fm", "options": {}}], "seeds": seeds},
@@ -74,15 +77,24 @@ def _manifest(name: str, seeds: list[int]) -> dict:
 
 
 def _make_run(root: Path, name: str, mutate: Mutate | None = None,
-              seeds: list[int] = SEEDS, **manifest: object) -> Path:
+              seeds: list[int] = SEEDS, version_1: bool = False, **manifest: object) -> Path:
+    """A run folder; ``version_1``: written as results schema version 1 wrote it."""
     run_dir = root / name
     run_dir.mkdir()
-    (run_dir / "manifest.json").write_text(json.dumps({**_manifest(name, seeds), **manifest}))
+    head = {**_manifest(name, seeds), **manifest}
+    if version_1:
+        head["schema_version"] = "1"
+    (run_dir / "manifest.json").write_text(json.dumps(head))
     for seed in seeds:
         for rec in (_record("full-fm", seed), _record("ws-fm", seed, t0=0.5)):
             if mutate:
                 mutate(rec)
-            write_cell(run_dir, rec, None)
+            if version_1:
+                path = run_dir / "cells" / f"{rec['cell_id']}.json"
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(json.dumps({"schema_version": "1", **rec}))
+            else:
+                write_cell(run_dir, to_record(rec), None)
     return run_dir
 
 
@@ -323,23 +335,32 @@ def test_not_comparable_added_removed_and_strict(base: Path, tmp_path: Path) -> 
     assert [(r["kind"], r["metric"]) for r in strict.regressions] == [("missing", "precision")]
 
 
-def test_schema_version_mismatch(tmp_path: Path) -> None:
-    old = _make_run(tmp_path, "old")
-    new = _make_run(tmp_path, "new", schema_version="2")
-    for base, other, vb, vn in ((old, new, "1", "2"), (new, old, "2", "1")):
-        with pytest.raises(RunDirError) as info:
-            compare_runs(base, other)
-        msg = str(info.value)
-        assert f"schema_version {vb}" in msg and f"has {vn}" in msg
-        assert str(base / "manifest.json") in msg and str(other / "manifest.json") in msg
-    # A manifest without schema_version counts as version "1": no mismatch with old.
+def test_an_older_schema_version_is_migrated_and_compared(tmp_path: Path) -> None:
+    old = _make_run(tmp_path, "old", version_1=True)
+    new = _make_run(tmp_path, "new")
+    for base, other in ((old, new), (new, old)):
+        result = compare_runs(base, other)
+        assert result.exit_code == 0 and result.compared == 4 and result.unchanged == 4
+    worse = _make_run(tmp_path, "worse", _shift("ws-fm", "swd", 0.05))
+    assert compare_runs(old, worse).exit_code == 1
+
+
+def test_unreadable_schema_versions_are_refused_naming_the_side(tmp_path: Path) -> None:
+    new = _make_run(tmp_path, "new")
+    future = _make_run(tmp_path, "future", schema_version="99")
+    with pytest.raises(RunDirError) as info:
+        compare_runs(new, future)
+    msg = str(info.value)
+    assert msg.startswith("new run: ") and "schema version 99" in msg
+    assert str(future / "manifest.json") in msg
+    # A manifest without schema_version predates versioning: refused, with what to do.
     legacy = _make_run(tmp_path, "legacy")
     manifest = json.loads((legacy / "manifest.json").read_text())
     del manifest["schema_version"]
     (legacy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(RunDirError) as info:
         compare_runs(legacy, new)
-    assert "schema_version 1" in str(info.value) and "has 2" in str(info.value)
+    assert info.value.args[0].startswith("base run: ") and "no schema_version" in str(info.value)
 
 
 def test_not_a_run_dir(base: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ agrees with the bound check's S_wall; the report shows it."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -118,6 +119,12 @@ def test_predict_and_max_steps() -> None:
         max_steps(1.0, 0.0)
 
 
+def _bound(*args: object) -> dict:
+    """measure.bound_check's section as a dict (``bound_ok``: its ``ok``)."""
+    out = dataclasses.asdict(measure.bound_check(*args))
+    return {**out, "bound_ok": out["ok"]}
+
+
 def _timing(median: float, n: int = 5, jitter: float = 0.0) -> Timing:
     return Timing([median + jitter * (i - n // 2) for i in range(n)], median)
 
@@ -127,7 +134,7 @@ def test_bound_check_includes_the_fixed_cost_and_the_draft() -> None:
     c, fixed, t_d = 1e-3, 4e-3, 2e-3
     ref = _timing(fixed + 40 * c)  # the full grid: F + N s c
     total = _timing(t_d + fixed + 10 * c)  # the warm start: T_d + F + K s c
-    out = measure.bound_check(plan, 0.75, 10, 0.75, 40, total, _timing(t_d), ref, _timing(c))
+    out = _bound(plan, 0.75, 10, 0.75, 40, total, _timing(t_d), ref, _timing(c))
     assert out["fixed_time_s"] == pytest.approx(fixed) and out["call_time_s"] == c
     # S_wall = (F + N s c) / (F + T_d + K s c): met exactly by these timings.
     assert out["wall_bound"] == pytest.approx((fixed + 40 * c) / (fixed + t_d + 10 * c))
@@ -141,14 +148,14 @@ def test_bound_check_includes_the_fixed_cost_and_the_draft() -> None:
 def test_bound_check_flags_impossible_and_short_speedups() -> None:
     plan = SimpleNamespace(n_steps=10, k_steps=1, evals_per_step=1, t0=0.9)
     ref, call, draft = _timing(0.010), _timing(0.001), _timing(0.0)
-    fast = measure.bound_check(plan, 0.9, 1, 0.9, 10, _timing(0.0005), draft, ref, call)
+    fast = _bound(plan, 0.9, 1, 0.9, 10, _timing(0.0005), draft, ref, call)
     assert fast["wall_status"] == "impossible" and fast["bound_ok"] is False  # 20x > N/K = 10
-    slow = measure.bound_check(plan, 0.9, 1, 0.9, 10, _timing(0.005), draft, ref, call)
+    slow = _bound(plan, 0.9, 1, 0.9, 10, _timing(0.005), draft, ref, call)
     assert slow["wall_status"] == "shortfall" and slow["bound_ok"] is False  # 2x < S_wall 10x
-    noisy = measure.bound_check(plan, 0.9, 1, 0.9, 10, _timing(0.005, jitter=0.001), draft,
+    noisy = _bound(plan, 0.9, 1, 0.9, 10, _timing(0.005, jitter=0.001), draft,
                                 ref, call)
     assert noisy["wall_status"] == "ok"  # within 3 robust sd of the bound: not flagged
-    few = measure.bound_check(plan, 0.9, 1, 0.9, 10, _timing(0.0005, n=3), draft, _timing(
+    few = _bound(plan, 0.9, 1, 0.9, 10, _timing(0.0005, n=3), draft, _timing(
         0.010, n=3), call)
     assert few["wall_status"] == "not judged" and few["bound_ok"] is True
 
@@ -156,10 +163,10 @@ def test_bound_check_flags_impossible_and_short_speedups() -> None:
 def test_bound_check_recounts_k_from_where_the_solver_started() -> None:
     plan = SimpleNamespace(n_steps=10, k_steps=2, evals_per_step=1, t0=0.8)
     t = _timing(0.001)
-    honest = measure.bound_check(plan, 0.8, 2, 0.800000011920929, 10, t, t, t, t)  # float32 t0
+    honest = _bound(plan, 0.8, 2, 0.800000011920929, 10, t, t, t, t)  # float32 t0
     assert honest["k_observed"] == 2 and honest["bound_ok"] is True
     # A sampler that started at t = 0.9 although the method says t0 = 0.8 (and reports K = 2).
-    lying = measure.bound_check(plan, 0.8, 2, 0.9, 10, t, t, t, t)
+    lying = _bound(plan, 0.8, 2, 0.9, 10, t, t, t, t)
     assert lying["k_observed"] == 1 and lying["bound_ok"] is False
 
 

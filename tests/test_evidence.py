@@ -21,6 +21,7 @@ from harness.errors import ConfigError
 from harness.records.schema import SCHEMA_VERSION
 from harness.records.store import load_run, read_manifest, write_cell, write_records_csv
 from harness.run.suite import expand_cells, parse_suite
+from tests.synthetic import to_record
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "smoke-2026-11"  # the smoke reference of 2026-11
@@ -137,7 +138,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps(manifest))
     for rec in _records(np.random.default_rng(1)):
-        write_cell(run, rec, None)
+        write_cell(run, to_record(rec), None)
     write_records_csv(run)
     return run
 
@@ -147,7 +148,8 @@ def test_synthetic_headline(synthetic: Path) -> None:
     by = {r["draft"]: r for r in rows}
     # Full FM's best is N=20 (Euler) or N=10 (Heun); the cheapest within 5% is Heun N=5:
     # 10 calls, fewer than Euler N=10.
-    assert by["good"]["reference"] == {"method": "full-fm", "variant": "solver=heun",
+    assert by["good"]["reference"] == {"method": "full-fm", "title": "Full FM",
+                                       "variant": "solver=heun",
                                        "n_budget": 5, "nfe": 10.0}
     # Good draft: every setting is as good; the cheapest take K=1 step (N=5 at t0=0.8 or
     # 0.9, equally cheap): 10 calls / 1 = 10x.
@@ -170,7 +172,8 @@ def test_synthetic_headline(synthetic: Path) -> None:
 
 def _config(values: list[float]) -> Config:
     seeds = pd.Series(values, index=range(len(values)))
-    return Config("m", "v", "good", 10.0, seeds, seeds * 0 + 1.0, 1.0, 1.0, 0.8)
+    return Config("m", "warm-start", "M", "v", "good", 10.0, seeds, seeds * 0 + 1.0, 1.0, 1.0,
+                  0.8)
 
 
 def test_versus_draft_says_behind_not_behind_or_inconclusive() -> None:

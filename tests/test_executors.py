@@ -19,8 +19,8 @@ import pytest
 from harness.cache import Cache
 from harness.cli import main
 from harness.errors import ConfigError
+from harness.records.cell import Cell
 from harness.records.store import quality_by_cell, read_manifest
-from harness.run.cell import Cell
 from harness.run.executors import (
     MAX_ATTEMPTS,
     ExecutorSpec,
@@ -30,6 +30,7 @@ from harness.run.executors import (
 )
 from harness.run.plan import plan
 from harness.run.suite import expand_cells, parse_suite
+from tests.synthetic import placeholder
 
 SUITE = """
 name = "exec"
@@ -60,7 +61,8 @@ t0 = 0.5
 
 
 def _records(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
+    """Each cell's identity: how it ran (executor, concurrency)."""
+    return [json.loads(p.read_text())["identity"] for p in (run_dir / "cells").glob("*.json")]
 
 
 def _run(tmp_path: Path, run_id: str, *extra: str) -> Path:
@@ -132,7 +134,7 @@ class FakeBackend:
             return [(handle, "lost", "killed")]
         if kind == "prep":
             return [(handle, "ok", {"counts": {"hits": 1}})]
-        return [(handle, "ok", {"record": {"cell_id": cell_id}, "samples": None,
+        return [(handle, "ok", {"record": placeholder(cell_id), "samples": None,
                                 "counts": {"misses": 1}})]
 
     def prepared(self, handle: Any) -> Any:
@@ -149,7 +151,7 @@ def test_a_lost_cell_is_retried_and_every_record_emitted_once(tmp_path: Path) ->
     emitted: list[str] = []
     cache = Cache(tmp_path)
     schedule(plan(cells), backend, ExecutorSpec("processes", 2), cache,
-             lambda record, _: emitted.append(record["cell_id"]), False, "t")
+             lambda record, _: emitted.append(record.cell_id), False, "t")
     assert sorted(emitted) == sorted(c.cell_id for c in cells)
     assert cache.misses == len(cells) and cache.hits == len(plan(cells))
 
@@ -162,7 +164,7 @@ def test_a_cell_lost_too_often_stops_the_run_naming_it(tmp_path: Path) -> None:
     with pytest.raises(WorkerLost, match=rf"died {MAX_ATTEMPTS} times.*two-moons/ws-fm seed "
                                          rf"{victim.seed}.*resume"):
         schedule(plan(cells), backend, ExecutorSpec("processes", 2), Cache(tmp_path),
-                 lambda record, _: emitted.append(record["cell_id"]), False, "t")
+                 lambda record, _: emitted.append(record.cell_id), False, "t")
     assert victim.cell_id not in emitted
 
 

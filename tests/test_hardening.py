@@ -23,6 +23,7 @@ from harness.records.lock import RunLock
 from harness.records.store import read_cells
 from harness.registry import metrics
 from harness.report.format import fmt_ci
+from tests.synthetic import fields_of
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "smoke-2026-11"
@@ -187,12 +188,12 @@ def test_bad_command_line_values(tmp_path, tiny_suite_text, capsys, extra, messa
 # 6. Failed and interrupted runs.
 def test_failed_run_is_marked_and_report_refuses_an_empty_run(tmp_path, tiny_suite_text,
                                                                monkeypatch, capsys) -> None:
-    from harness.run import executors
+    from harness.run.jobs import Worker
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(executors, "run_cell", boom)
+    monkeypatch.setattr(Worker, "run", boom)
     with pytest.raises(RuntimeError, match="boom"):
         _run(tmp_path, tiny_suite_text + DRAFT_ONLY, "--run-id", "f")
     manifest = json.loads((tmp_path / "results" / "f" / "manifest.json").read_text())
@@ -259,7 +260,7 @@ def test_suite_adds_a_metric_to_a_built_in_task(tmp_path, tiny_suite_text) -> No
         'metric_options = { centre-distance = { power = 2 } }\nprimary_metric = "swd"')
     assert _run(tmp_path, text + DRAFT_ONLY, "--run-id", "m", "--no-report") == 0
     run = tmp_path / "results" / "m"
-    [record] = read_cells(run)
+    [record] = map(fields_of, read_cells(run))
     assert set(record["metrics"]) == {"swd", "centre-distance"}
     assert record["metrics"]["centre-distance"]["value"] >= 0
     manifest = json.loads((run / "manifest.json").read_text())

@@ -11,6 +11,7 @@ from harness.records.store import load_run, read_cells
 from harness.report.document import write_report
 from harness.run import runner
 from harness.run.suite import parse_suite
+from tests.synthetic import fields_of
 
 SUITE = """
 name = "tiny-digits"
@@ -76,7 +77,7 @@ def test_image_metrics_and_clamp_counts_are_recorded(digits_run) -> None:
     assert set(df["metric"]) == {"fid", "kid", "isc", "fidelity-precision", "fidelity-recall",
                                  "copy-rate"}
     assert df["value"].notna().all()
-    for record in read_cells(digits_run):
+    for record in map(fields_of, read_cells(digits_run)):
         assert set(record["finalize"]) == {"clamped", "clamped_fraction"}
         assert record["finalize"]["clamped"] >= 0
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.cache import Cache
-from harness.context import CellContext, clear_memo
+from harness.context import CellContext
 from harness.registry import metrics
 
 
@@ -20,13 +20,12 @@ def test_stats_do_not_change_the_value(name: str) -> None:
 
 
 def test_reference_stats_are_cached_on_disk(tmp_path) -> None:
-    clear_memo()
     ctx = CellContext("two-moons", {"n_train": 300, "n_test": 200}, 0, "cpu", Cache(tmp_path))
     reference = ctx.data.test
     metric = metrics.get("precision")()
     first = ctx.metric_stats("precision", metric, reference, 0)
     assert ctx.cache.misses == 1 and set(first) == {"knn_radii"}
-    clear_memo()  # a new process: loaded from disk, not recomputed
+    # Another worker (its own memo): loaded from disk, not recomputed.
     ctx2 = CellContext("two-moons", {"n_train": 300, "n_test": 200}, 0, "cpu", Cache(tmp_path))
     again = ctx2.metric_stats("precision", metric, reference, 0)
     assert ctx2.cache.hits == 1 and ctx2.cache.misses == 0

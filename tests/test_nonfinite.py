@@ -15,6 +15,7 @@ from harness.registry import methods
 from harness.run import runner
 from harness.run.suite import parse_suite
 from tests.conftest import TINY_SUITE
+from tests.synthetic import fields_of
 
 
 @methods.register("test-nan-method")
@@ -39,7 +40,7 @@ def test_nan_samples_are_counted_and_give_nan_metrics(tmp_path) -> None:
     text = TINY_SUITE + '[[methods]]\nname = "test-nan-method"\n[[methods]]\nname = "ddim"\n'
     run_dir = runner.run_suite(parse_suite(tomllib.loads(text)), tmp_path,
                                cache=Cache(tmp_path / "c"), progress=False)
-    records = {r["method"]: r for r in read_cells(run_dir)}
+    records = {r["method"]: r for r in map(fields_of, read_cells(run_dir))}
     assert records["test-nan-method"]["nonfinite"] == 3
     assert all(math.isnan(m["value"]) for m in records["test-nan-method"]["metrics"].values())
     assert records["ddim"]["nonfinite"] == 0  # the run went on

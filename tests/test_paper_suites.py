@@ -21,6 +21,7 @@ from harness.records.store import read_cells
 from harness.run.runner import run_suite
 from harness.run.suite import SUITES_DIR, expand_cells, parse_suite, read_suite_file
 from tests.llm_server import FakeLLMServer
+from tests.synthetic import fields_of
 
 
 def shrink(data: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def shrink(data: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
 def _run(tmp_path: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
     suite = parse_suite(data, "shrunk")
     run_dir = run_suite(suite, out_dir=tmp_path / "out", progress=False)
-    cells = read_cells(run_dir)
+    cells = [fields_of(c) for c in read_cells(run_dir)]
     assert len(cells) == len(expand_cells(suite))
     for cell in cells:
         assert cell["nfe_ok"], cell["cell"]

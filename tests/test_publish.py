@@ -17,6 +17,7 @@ import pytest
 from harness.errors import ConfigError, RunDirError
 from harness.records.store import write_cell
 from harness.report import latex, publish
+from tests.synthetic import to_record
 
 try:
     from harness.records.schema import SCHEMA_VERSION
@@ -131,7 +132,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps(_manifest()))
     for rec in _records():
-        write_cell(run, rec, None)
+        write_cell(run, to_record(rec), None)
     return run
 
 
@@ -172,7 +173,7 @@ def test_csv_holds_the_plotted_groups(run_dir: Path, written: list[Path]) -> Non
             curves = d[d["series"] == "curve"]
             assert len(curves) == _n_groups(("full-fm", "ddpm", "ddim", "ws-fm", "warm-start"))
             assert not curves.duplicated(["method", "variant", "n_steps"]).any()
-            assert (d["series"] == "draft-only").sum() == 2 and (d["metric"] == "swd").all()
+            assert (d["series"] == "draft alone").sum() == 2 and (d["metric"] == "swd").all()
             full20 = curves[(curves["method"] == "full-fm") & (curves["n_steps"] == 20)].iloc[0]
             assert full20["mean"] == pytest.approx(0.1)  # mean over the three seeds
             assert full20["ci_low"] < 0.1 < full20["ci_high"]
@@ -189,9 +190,9 @@ def test_csv_holds_the_plotted_groups(run_dir: Path, written: list[Path]) -> Non
         assert sp.loc[sp["series"] == "N/ceil((1-t0)N)", "n_steps"].nunique() == len(NS)
         assert (sp["series"] == "1/(1-t0)").sum() > 10
         sw = pd.read_csv(out / f"{s}_t0_sweep.csv")
-        ws = sw[sw["series"] == "ws-fm"]
+        ws = sw[(sw["series"] == "warm start") & (sw["method"] == "ws-fm")]
         assert len(ws) == 2 * len(WS_T0) * len(NS) and set(ws["draft"]) == {"good", "poor"}
-        best = sw[sw["series"] == "full-fm best"]
+        best = sw[sw["series"] == "full FM best"]
         assert len(best) == 1 and best["mean"].iloc[0] == pytest.approx(0.098)
         assert best["n_steps"].iloc[0] == 50
 
@@ -213,7 +214,8 @@ def test_latex_tables(run_dir: Path, written: list[Path]) -> None:
     assert r"eta\_0" in main and "eta_0" not in main.replace(r"eta\_0", "")
     assert r"swd $\downarrow$" in main and r"$0.100 \pm 0.025$" in main
     first = [r.split(" & ")[0] for r in rows]
-    order = ["Draft only", "Full FM", "WS-FM", "Warm start (training-free)", "DDPM", "DDIM"]
+    # By role (floor, reference, warm starts, other baselines), then by method name.
+    order = ["Draft only", "Full FM", "Warm start (training-free)", "WS-FM", "DDIM", "DDPM"]
     assert sorted(set(first), key=first.index) == order
     head = tables["headline.tex"]
     assert r"two\_moons (swd)" in head and "two_moons" not in head.replace(r"two\_moons", "")

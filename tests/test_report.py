@@ -14,6 +14,7 @@ from harness.analysis.stats import mean_ci, summarise
 from harness.records.schema import SCHEMA_VERSION
 from harness.records.store import load_run, write_cell
 from harness.report.document import write_report
+from tests.synthetic import to_record
 
 SEEDS = [0, 1, 2, 3]
 NOISE = {0: -0.01, 1: 0.0, 2: 0.01, 3: 0.0}  # shared by every method of a seed
@@ -121,7 +122,7 @@ def run_dir(tmp_path: Path) -> Path:
     (run / "manifest.json").write_text(json.dumps(manifest))
     rng = np.random.default_rng(0)
     for rec in _records():
-        write_cell(run, rec, rng.normal(size=(200, 2)))
+        write_cell(run, to_record(rec), rng.normal(size=(200, 2)))
     return run
 
 
@@ -167,7 +168,7 @@ def test_write_report(run_dir: Path) -> None:
     assert md.count("wall-clock shortfall") == 1
     # WS-FM with the good draft: cheapest non-inferior setting t0=0.9, N=10 (K=1) against
     # full FM's cheapest non-inferior budget N=20: 20 calls / 1 = 20x.
-    assert "| two-moons | good | ws-fm | good t0=0.9 draft scratch euler, N=10, K=1 |" in md
+    assert "| two-moons | good | WS-FM | good t0=0.9 draft scratch euler, N=10, K=1 |" in md
     assert "| 20x |" in md and "**non-inferior**" in md and "**inferior**" in md
     assert "<table>" in html and "<h2>Bound check</h2>" in html and "deadbeef" in html
     figs = run_dir / "report" / "figures"
@@ -182,7 +183,7 @@ def test_write_report(run_dir: Path) -> None:
 def test_report_tolerates_sparse_runs(run_dir: Path) -> None:
     # Keep one seed of one task's full FM and draft-only cells: no warm starts at all.
     for cell in (run_dir / "cells").glob("*.json"):
-        rec = json.loads(cell.read_text())
+        rec = json.loads(cell.read_text())["identity"]
         if rec["task"] != "two-moons" or rec["method"] not in ("full-fm", "draft-only") \
                 or rec["seed"] != 0:
             cell.unlink()

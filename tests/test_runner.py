@@ -18,7 +18,8 @@ import pytest
 from harness.cache import Cache
 from harness.records import store as records
 from harness.records.store import load_run, load_samples
-from harness.run import executors, runner
+from harness.run import runner
+from harness.run.jobs import Worker
 from harness.run.suite import expand_cells, parse_suite
 from wsfm.schedule import num_steps
 
@@ -189,13 +190,13 @@ def test_resume_after_sigkill_reuses_finished_cells(tmp_path) -> None:
     assert json.loads((out / "r" / "manifest.json").read_text())["status"] == "running"
 
     ran = []
-    real_run_cell = runner.run_cell
+    real_run = Worker.run
 
-    def counting_run_cell(cell, *args, **kwargs):
+    def counting_run(worker, cell, *args, **kwargs):
         ran.append(cell.cell_id)
-        return real_run_cell(cell, *args, **kwargs)
+        return real_run(worker, cell, *args, **kwargs)
 
-    pytest.MonkeyPatch().setattr(executors, "run_cell", counting_run_cell)
+    pytest.MonkeyPatch().setattr(Worker, "run", counting_run)
     runner.run_suite(_suite(RESUME_SUITE), out, run_id="r", cache=Cache(cache), progress=False)
     assert len(ran) == total - len(finished)
     assert not {f"{c}.json" for c in ran} & set(finished)

@@ -267,7 +267,7 @@ def md_plan(tmp_path_factory: pytest.TempPathFactory):
 def test_masked_diffusion_method_end_to_end(md_plan) -> None:
     ctx, plan = md_plan
     assert methods.get("masked-diffusion") is MaskedDiffusion
-    assert MaskedDiffusion.family == "diffusion" and MaskedDiffusion().label() == "schedule=linear"
+    assert MaskedDiffusion.role == "baseline" and MaskedDiffusion().label() == "schedule=linear"
     g = ctx.generator("sample")
     start = plan.draw_start(40, g)
     assert start.shape == (40, L) and bool((start == MASK_ID).all())
@@ -316,14 +316,15 @@ def test_masked_diffusion_training_reduces_the_loss() -> None:
 
 
 def test_runner_counts_nfe_and_sees_deterministic_text(tmp_path) -> None:
-    from harness.run.cell import Cell
-    from harness.run.runner import run_cell
+    from harness.records.cell import Cell
+    from harness.run.jobs import Worker
 
     cell = Cell(task="md-test-text", task_options={}, method="masked-diffusion",
                 method_options={"schedule": "cosine"}, n_steps=5, seed=0, device="cpu",
                 n_samples=12, n_eval=12, repeats=2, warmup=1,
                 training={"steps": 20, "batch_size": 16})
-    record, samples = run_cell(cell, Cache(tmp_path), progress=False)
-    assert record["nfe_measured"] == record["nfe_expected"] == 5 and record["nfe_ok"]
-    assert record["deterministic"] and record["family"] == "diffusion"
+    record, samples = Worker().run(cell, Cache(tmp_path), progress=False)
+    assert record.sampling.nfe_measured == record.plan.nfe_expected == 5
+    assert record.sampling.nfe_ok and record.sampling.deterministic
+    assert record.identity.role == "baseline" and record.identity.title == "Masked diffusion"
     assert samples.shape == (12, L) and int(samples.max()) < VOCAB_SIZE

@@ -88,9 +88,10 @@ def test_entry_point_plugin_runs_through_cli(tmp_path: Path) -> None:
     cells = list((tmp_path / "results" / "tp" / "cells").glob("*.json"))
     assert len(cells) == 1
     record = json.loads(cells[0].read_text())
-    assert record["method"] == "shifted-noise"
-    assert record["nfe_measured"] == 3 and record["nfe_ok"] is True
-    assert record["variant"] == "scale=0.5"
+    assert record["identity"]["method"] == "shifted-noise"
+    assert record["identity"]["role"] == "baseline"  # it declares no role
+    assert record["sampling"]["nfe_measured"] == 3 and record["sampling"]["nfe_ok"] is True
+    assert record["identity"]["variant"] == "scale=0.5"
     # The manifest says which package (and version) each plugin of the run came from.
     plugins = json.loads((tmp_path / "results" / "tp" / "manifest.json").read_text())["plugins"]
     assert plugins["method"]["shifted-noise"]["package"] == "wsfm-bench-thirdparty-demo"

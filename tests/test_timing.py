@@ -15,9 +15,9 @@ from torch import nn
 from harness.cache import Cache
 from harness.errors import ConfigError
 from harness.records import store as records
+from harness.records.cell import Cell
 from harness.records.store import load_run, load_samples
 from harness.run import machine, runner, timing
-from harness.run.cell import Cell
 from harness.run.nfe import CountingNetwork
 from harness.run.suite import expand_cells, parse_suite
 from harness.run.timing import (
@@ -32,6 +32,7 @@ from harness.run.timing import (
     repeat,
 )
 from tests.conftest import TINY_SUITE
+from tests.synthetic import fields_of
 
 # --- the clock -----------------------------------------------------------------------------
 
@@ -205,7 +206,7 @@ def test_compiled_variant_end_to_end(tmp_path: Path) -> None:
     suite = _suite(METHODS, compile=[False, "eager"])
     run_dir = runner.run_suite(suite, tmp_path / "results", cache=Cache(tmp_path / "cache"),
                                progress=False)
-    cells = {r["variant"]: r for r in records.read_cells(run_dir)}
+    cells = {r["variant"]: r for r in map(fields_of, records.read_cells(run_dir))}
     assert set(cells) == {"solver=euler", "solver=euler compiled:eager", "good"}
     eager, compiled = cells["solver=euler"], cells["solver=euler compiled:eager"]
     assert compiled["compile"] == "eager" and compiled["cell"]["compile"] == "eager"

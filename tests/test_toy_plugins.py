@@ -10,8 +10,8 @@ import torch
 from harness.context import seeded_generator
 from harness.points.drafts import GaussianMixtureDraft
 from harness.points.refiner import NearestNeighbour
+from harness.records.cell import Cell
 from harness.registry import tasks
-from harness.run.cell import Cell
 
 TOY = ["two-moons", "8gaussians", "checkerboard", "spirals"]
 

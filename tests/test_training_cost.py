@@ -17,6 +17,7 @@ from harness.report.document import write_report
 from harness.report.training import break_even
 from harness.run.runner import run_suite
 from harness.run.suite import parse_suite
+from tests.synthetic import fields_of
 
 SUITE = """
 name = "cost"
@@ -50,7 +51,7 @@ def _records(tmp_path: Path, run_id: str) -> dict[str, dict]:
 
     run = run_suite(parse_suite(tomllib.loads(SUITE)), tmp_path / "out", run_id=run_id,
                     cache=Cache(tmp_path / "cache"), progress=False)
-    return {r["cell_id"]: r for r in read_cells(run)}
+    return {r["cell_id"]: r for r in map(fields_of, read_cells(run))}
 
 
 def test_records_carry_the_training_cost_of_what_their_method_needs(tmp_path: Path) -> None:

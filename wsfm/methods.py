@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from harness.cache import stable_hash
 from harness.context import seeded_generator
+from harness.hashing import stable_hash
 from harness.nn.training import convergence, optimise
 from harness.plugins import Draft, Method, SamplingPlan, Task, check_draft
+from harness.roles import Role
 from wsfm import advisor, solvers
 from wsfm.loss import flow_matching_loss
 from wsfm.paths import make_path
@@ -109,7 +110,8 @@ def flow_plan(
         reference_integrate=reference,
         reference_start=reference_start,
         reference_nfe=n_steps * s if t0 > 0 else 0,
-        info={"solver": solver, "source": source.name},
+        solver=solver,
+        start=source.name,
     )
 
 
@@ -123,7 +125,8 @@ class FullFM(Method):
     """Full flow matching from Gaussian noise, N steps of the chosen solver."""
 
     solver: str = "euler"
-    family = "flow"
+    role = Role.REFERENCE
+    title = "Full FM"
 
     def __post_init__(self) -> None:
         solvers.check_solver(self.solver)
@@ -143,11 +146,17 @@ class _WarmStart(Method):
     draft: str = "good"
     t0: float = 0.8
     solver: str = "euler"
-    family = "warm-start"
+    role = Role.WARM_START
 
     def __post_init__(self) -> None:
         self.t0 = check_start_time(self.t0, allow_zero=False)
         solvers.check_solver(self.solver)
+
+    def starts_from(self) -> str:
+        return self.draft
+
+    def start_time(self) -> float:
+        return self.t0
 
     def check_task(self, task: Task) -> None:
         check_draft(task, self.draft)
@@ -181,6 +190,7 @@ class WarmStartFM(_WarmStart):
 
     start: str = "draft"
     init: str = "scratch"
+    title = "WS-FM"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -217,7 +227,8 @@ class WarmStartFM(_WarmStart):
 
         net = ctx.network("flow", key, train)
         plan = flow_plan(ctx, net, source, draft, self.t0, n_steps, self.solver)
-        plan.info["refiner_stats"] = ctx.refiner_stats(self.draft)
+        plan.init = self.init
+        plan.refiner_stats = ctx.refiner_stats(self.draft)
         return plan
 
     def label(self) -> str:
@@ -227,6 +238,8 @@ class WarmStartFM(_WarmStart):
 @dataclass
 class TrainingFreeWarmStart(_WarmStart):
     """Training-free warm start: the full model started at t0 from the noised draft."""
+
+    title = "Warm start (training-free)"
 
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
         source = task_source(ctx.task, "noised-draft", self.t0)

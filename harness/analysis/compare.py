@@ -22,11 +22,13 @@ import pandas as pd
 from scipy import stats as sps
 
 from harness.analysis.speedup import ceil_speedup
-from harness.analysis.stats import GROUP, WARM, coerce_numeric, flag
+from harness.analysis.stats import GROUP, coerce_numeric, flag
 from harness.analysis.tolerances import Tol, Tolerances
 from harness.errors import ConfigError, RunDirError
 from harness.records import atomic
-from harness.records.store import COLUMNS, MANIFEST, read_cells, read_manifest, tidy_rows
+from harness.records.record import COLUMNS, CellRecord
+from harness.records.store import read_cells, read_manifest
+from harness.roles import Role
 
 CELL = ["task", "method", "variant", "n_steps"]
 
@@ -166,7 +168,7 @@ def _entry(kind: str, key: tuple, metric: str | None, base: float, new: float,
             "p_value": p_value, "detail": detail}
 
 
-def _load(path: str | Path, side: str, out: Comparison) -> list[dict[str, Any]]:
+def _load(path: str | Path, side: str, out: Comparison) -> list[CellRecord]:
     """The run's cell records (manifest and records validated); errors say which side; an
     unfinished run is compared, with a warning under the header."""
     try:
@@ -180,15 +182,6 @@ def _load(path: str | Path, side: str, out: Comparison) -> list[dict[str, Any]]:
         return read_cells(path)
     except RunDirError as exc:  # keep the subclass (SchemaError, ...), name the side
         raise type(exc)(f"{side} run: {exc}") from exc
-
-
-def _version(run_dir: str | Path) -> str | None:
-    """The manifest's schema_version ("1" when absent), None when it cannot be read."""
-    try:
-        manifest = json.loads((Path(run_dir) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None  # read_manifest explains
-    return str(manifest.get("schema_version", "1")) if isinstance(manifest, dict) else None
 
 
 def _quality(key: tuple, xb: np.ndarray, xn: np.ndarray, hib: bool, tol: Tol, alpha: float,
@@ -227,18 +220,16 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     tol = tolerances or Tolerances.default()
-    # Versions first, from the raw manifests: a reader of one version may refuse the other's.
-    vb, vn = _version(base_dir), _version(new_dir)
-    if vb is not None and vn is not None and vb != vn:
-        raise RunDirError(f"cannot compare runs of different schema versions: base "
-                          f"{Path(base_dir) / MANIFEST} has schema_version {vb}, new "
-                          f"{Path(new_dir) / MANIFEST} has {vn}")
+    # Runs of an older schema version are migrated as they are read (harness.records.migrate),
+    # so both sides are compared in this version's terms; a version this wsfm-bench cannot
+    # read is refused by read_manifest, naming the side.
     if timing not in ("warn", "strict"):
         raise ConfigError(f"--timing {timing!r}: choose warn or strict")
     out = Comparison(str(base_dir), str(new_dir), alpha, tol, strict, timing)
     cb, cn = _load(base_dir, "base", out), _load(new_dir, "new", out)
-    cells = [{tuple(_norm(r.get(k)) for k in CELL + ["seed"]): r for r in c} for c in (cb, cn)]
-    frames = [coerce_numeric(pd.DataFrame([row for r in c for row in tidy_rows(r)],
+    cells = [{tuple(_norm(f.get(k)) for k in CELL + ["seed"]): f for f in map(CellRecord.flat, c)}
+             for c in (cb, cn)]
+    frames = [coerce_numeric(pd.DataFrame([row for r in c for row in r.tidy_rows()],
                                           columns=COLUMNS)) for c in (cb, cn)]
     groups = [{tuple(map(_norm, k)): g for k, g in f.groupby(GROUP, dropna=False, sort=False)}
               for f in frames]
@@ -313,7 +304,7 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
         if tb > 0 and math.isfinite(tn):
             ratios.append(tn / tb)
         sn = _num(n.get("nfe_speedup"))
-        if key[1] not in WARM or math.isnan(sn):
+        if n.get("role") != Role.WARM_START or math.isnan(sn):
             continue
         n_warm += 1
         theory = _num(n.get("nfe_speedup_theory"))
@@ -328,7 +319,8 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
 
     # Timing: wall_speedup (a within-run ratio) per warm-start group, mean over seeds.
     rel = tol.wall_speedup_rel
-    for key in sorted({k[:4] for k in common if k[1] in WARM} - bad, key=str):
+    warm = {k[:4] for k in common if cells[1][k].get("role") == Role.WARM_START}
+    for key in sorted(warm - bad, key=str):
         wb, wn = (_mean([_num(r.get("wall_speedup")) for r in c[key]]) for c in by_cell)
         if not (math.isfinite(wb) and math.isfinite(wn)):
             continue

@@ -2,21 +2,23 @@
 non-inferiority claim per task, draft and warm-start method (METHOD.md, "the guaranteed
 speed-up"). Pure pandas/scipy: computed from a run's records alone.
 
+Methods take part by their role (harness.roles), never by name: reference (a full model),
+warm-start (with the draft it starts from), floor (a draft alone) or baseline (not judged).
 For each task and its primary metric:
 
-1. Reference, chosen on the selection seeds. Full FM's configurations (every solver and budget
-   N the run holds) form its quality-vs-cost frontier. The best is the one with the best mean;
-   the reference is the cheapest configuration whose paired difference from the best (by seed,
-   below) is within the margin: fewest network calls (``reference``) and, for the wall-clock
-   speed-up, least time (``reference_wall``).
-2. Setting, chosen on the selection seeds. For each warm-start method (family "warm-start")
-   and draft, the chosen setting (t0, start, init, solver, N) is the cheapest whose paired
-   difference from the reference is within the margin (or, if none is, the best one, which
-   the evaluation then judges). These are choices, not claims: a test on a few selection
-   seeds has no power and would fall back to full FM's costliest configuration, inflating
-   every speed-up; the claims are tested on seeds the choices never saw.
+1. Reference, chosen on the selection seeds. The configurations of the reference methods
+   (every solver and budget N the run holds) form full FM's quality-vs-cost frontier. The
+   best is the one with the best mean; the reference is the cheapest configuration whose
+   paired difference from the best (by seed, below) is within the margin: fewest network
+   calls (``reference``) and, for the wall-clock speed-up, least time (``reference_wall``).
+2. Setting, chosen on the selection seeds. For each warm-start method and draft, the chosen
+   setting (t0, start, init, solver, N) is the cheapest whose paired difference from the
+   reference is within the margin (or, if none is, the best one, which the evaluation then
+   judges). These are choices, not claims: a test on a few selection seeds has no power and
+   would fall back to full FM's costliest configuration, inflating every speed-up; the
+   claims are tested on seeds the choices never saw.
 3. Verdict, on the evaluation seeds (disjoint from the selection seeds). The draft alone
-   (method draft-only) and each chosen setting are tested against the reference (Holm over
+   (the floor) and each chosen setting are tested against the reference (Holm over
    these tests of the task):
    - ``draft-alone-suffices``: the draft alone is non-inferior to the reference, or at least
      not shown worse and within the margin on average: the run cannot tell WS-FM's quality
@@ -26,7 +28,7 @@ For each task and its primary metric:
      speed-up cannot be credited to WS-FM and the row stays inconclusive);
    - ``inferior``: the one-sided test rejects "within the margin";
    - ``inconclusive``: neither, or the run cannot back a claim (no selection seeds, no
-     draft-only cells for the draft, fewer than two evaluation seeds).
+     floor cells for the draft, fewer than two evaluation seeds).
 4. Against its own draft: the chosen setting is also compared with its draft alone on the
    evaluation seeds (``versus_draft``: mean paired "worse by", its 1 - 2 alpha t-interval, and
    "not behind" / "behind" / "inconclusive" by the same one-sided tests and margin, not
@@ -65,10 +67,8 @@ from harness.analysis.stats import (
     higher_is_better,
     primary_metric,
 )
+from harness.roles import Role
 
-REFERENCE_METHOD = "full-fm"
-DRAFT_METHOD = "draft-only"
-WARM_FAMILY = "warm-start"
 N_BOOTSTRAP = 10_000
 
 
@@ -77,6 +77,8 @@ class Config:
     """One configuration of a method on a task: its per-seed values, time and NFE."""
 
     method: str
+    role: str
+    title: str
     variant: str
     draft: str | None
     n_steps: float
@@ -99,8 +101,8 @@ class Config:
         return float(v.mean()) if len(v) else math.nan
 
     def label(self) -> dict[str, Any]:
-        return {"method": self.method, "variant": self.variant, "n_budget": _int(self.n_steps),
-                "nfe": _num(self.nfe)}
+        return {"method": self.method, "title": self.title, "variant": self.variant,
+                "n_budget": _int(self.n_steps), "nfe": _num(self.nfe)}
 
 
 def _float(v: Any) -> float:
@@ -122,7 +124,9 @@ def configs(frame: pd.DataFrame) -> list[Config]:
                                                  dropna=False, sort=True):
         by_seed = g.groupby("seed")
         draft = first_valid(g["draft"])
-        out.append(Config(str(method), str(variant), None if draft is None else str(draft),
+        out.append(Config(str(method), str(first_valid(g["role"])), str(first_valid(g["title"])),
+                          str(variant),
+                          None if draft is None else str(draft),
                           float(n), by_seed["value"].mean(),
                           by_seed["time_s"].mean(), float(g["nfe_measured"].mean()),
                           float(g["k_steps"].mean()), _float(first_valid(g["t0"]))))
@@ -199,8 +203,10 @@ def headline(df: pd.DataFrame, manifest: Mapping[str, Any]) -> tuple[list[dict],
     return rows, notes
 
 
-def _row(task: str, method: str, draft: str, metric: str, hib: bool) -> dict[str, Any]:
-    return {"task": task, "draft": draft, "method": method, "variant": None, "t0": None,
+def _row(task: str, method: str, title: str, draft: str, metric: str,
+         hib: bool) -> dict[str, Any]:
+    return {"task": task, "draft": draft, "method": method, "title": title, "variant": None,
+            "t0": None,
             "n_budget": None, "k_steps": None, "nfe": None, "reference": None,
             "reference_wall": None, "metric": metric, "higher_is_better": hib,
             "margin": None, "mean": None, "reference_mean": None, "draft_mean": None,
@@ -231,25 +237,26 @@ def task_headline(frame: pd.DataFrame, task: str, metric: str, rules: Rules,
                                           sorted(frame["seed"].dropna().astype(int).unique()))
     chosen_on = selection or evaluation  # no selection seeds: chosen on the evaluation ones
     all_configs = configs(frame)
-    full = [c for c in all_configs if c.method == REFERENCE_METHOD]
-    drafts_alone = {c.draft: c for c in all_configs if c.method == DRAFT_METHOD}
-    warm = frame[frame["family"] == WARM_FAMILY]
+    full = [c for c in all_configs if c.role == Role.REFERENCE]
+    drafts_alone = {c.draft: c for c in all_configs if c.role == Role.FLOOR}
+    warm = frame[frame["role"] == Role.WARM_START]
     notes: list[str] = []
     best = _best(full, chosen_on, hib)
     groups = sorted({(str(m), str(d)) for m, d in zip(warm["method"], warm["draft"],
                                                       strict=True)})
+    titles = {str(m): str(t) for m, t in zip(warm["method"], warm["title"], strict=True)}
     if best is None:
-        rows = [_row(task, m, d, metric, hib) | {"reason": "no full-fm cells measure "
-                                                  f"{metric}: nothing to compare with"}
-                for m, d in groups]
-        return rows, [f"{task}: no full-fm cells, so no reference and no headline."]
+        why = f"no reference (full model) cells measure {metric}: nothing to compare with"
+        rows = [_row(task, m, titles[m], d, metric, hib) | {"reason": why} for m, d in groups]
+        return rows, [f"{task}: no cells of a reference (full model) method, so no reference "
+                      "and no headline."]
     margin = rules.margin_for(metric).allowed(best.mean(chosen_on))
     ref = cheapest_within_margin(full, best, chosen_on, hib, margin) or best
     ref_wall = cheapest_within_margin(full, best, chosen_on, hib, margin, by_time=True) or best
 
     rows, chosen = [], []
     for method, draft in groups:
-        row = _row(task, method, draft, metric, hib)
+        row = _row(task, method, titles[method], draft, metric, hib)
         row.update(reference=ref.label(), reference_wall=ref_wall.label(), margin=margin,
                    n_selection_seeds=len(selection), n_evaluation_seeds=len(evaluation),
                    reference_mean=_num(ref.mean(evaluation)))
@@ -299,8 +306,8 @@ def task_headline(frame: pd.DataFrame, task: str, metric: str, rules: Rules,
         row["p_value"] = _num(adj_ni[key])
         own = verdict(adj_ni[key], adj_inf[key], rules.alpha)
         if row["draft"] not in floor:
-            row["reason"] = (f"no draft-only cells for the {row['draft']} draft: the floor is "
-                             "untested (add draft-only with this draft)")
+            row["reason"] = (f"no cells of the {row['draft']} draft alone: the floor is "
+                             "untested (add a floor method, the draft alone, with this draft)")
         elif row["draft"] in suffices:
             row["verdict"] = "draft-alone-suffices"
             row["reason"] = (f"the {row['draft']} draft alone is "

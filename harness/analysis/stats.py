@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from harness.records.store import COLUMNS, read_cells
+from harness.records.record import COLUMNS, PER_METRIC
+from harness.records.store import read_cells
 
-WARM = ("ws-fm", "warm-start")  # the warm-start methods (t0 > 0)
 GROUP = ["task", "method", "variant", "n_steps", "metric"]
 NUMERIC = [
     "t0", "n_steps", "k_steps", "nfe_budget", "nfe_expected", "nfe_measured", "seed", "value",
@@ -77,10 +77,10 @@ def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Mean and t-interval over seeds per (task, method, variant, n_steps, metric).
 
     Columns: the group keys, mean, ci_low, ci_high, n_seeds, and the means of nfe_measured,
-    time_s and higher_is_better; family, draft, t0, start, init, solver and the mean k_steps
-    ride along for labelling.
+    time_s and higher_is_better; role, title, draft, t0, start, init, solver and the mean
+    k_steps ride along for labelling.
     """
-    extra = ["family", "draft", "t0", "start", "init", "solver"]
+    extra = ["role", "title", "draft", "t0", "start", "init", "solver", "nfe_note"]
     columns = GROUP + ["mean", "ci_low", "ci_high", "n_seeds", "nfe_measured", "time_s",
                        "higher_is_better", "k_steps"] + extra
     if df.empty:
@@ -120,6 +120,5 @@ def primary_metric(df: pd.DataFrame, task: str, primary_metrics: Mapping[str, st
 def cell_frame(run_dir: str | Path) -> pd.DataFrame:
     """One row per finished cell of a run (also those without metrics), numeric columns as
     floats: the record columns of ``harness.records.store.load_run`` without the metric ones."""
-    keep = [c for c in COLUMNS if c not in ("metric", "value", "higher_is_better")]
-    rows = [{k: r.get(k) for k in keep} for r in read_cells(run_dir)]
-    return coerce_numeric(pd.DataFrame(rows, columns=keep))
+    keep = [c for c in COLUMNS if c not in PER_METRIC]
+    return coerce_numeric(pd.DataFrame([r.flat() for r in read_cells(run_dir)], columns=keep))

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.cache import Cache, stable_hash, tensor_sha256
+from harness.cache import Cache, tensor_sha256
+from harness.hashing import stable_hash
 from harness.images.pixels import to_uint8
 
 EXTRACTOR_VERSION = 1

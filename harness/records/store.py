@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import RunDirError
-from harness.records import atomic
-from harness.records.schema import SCHEMA_VERSION, validate_manifest, validate_record
+from harness.records import atomic, record
+from harness.records.record import CellRecord
+from harness.records.schema import validate_manifest, validate_record
 
 MANIFEST = "manifest.json"
 ADVICE_FILE = "advisor.json"  # pre-run advice of the methods (harness.run.advice)
@@ -38,16 +39,9 @@ ADVICE_FILE = "advisor.json"  # pre-run advice of the methods (harness.run.advic
 BUDGET_OK = "ok"
 BUDGET_TOO_SMALL = "budget too small"
 
-# Columns every tidy frame has, in order (the cell-level ones repeat on each metric row).
-COLUMNS = [
-    "task", "method", "family", "variant", "draft", "t0", "start", "init", "solver",
-    "n_steps", "k_steps", "nfe_budget", "nfe_expected", "nfe_measured", "nfe_ok", "seed",
-    "metric", "value", "higher_is_better", "time_s", "time_spread_s", "draft_time_s",
-    "integrate_time_s", "time_per_call_s", "ref_time_s", "ref_nfe", "nfe_speedup",
-    "nfe_speedup_theory", "ideal_speedup", "wall_speedup", "wall_bound", "timing_noise",
-    "bound_ok", "n_samples", "n_eval", "device", "cell_id", "k_observed", "wall_status",
-    "executor", "concurrency", "train_s",
-]
+# Columns every tidy frame has (harness.records.record: the cell-level ones repeat on each
+# metric row).
+COLUMNS = record.COLUMNS
 
 
 def cell_path(run_dir: Path, cell_id: str) -> Path:
@@ -89,17 +83,16 @@ def _as_written(obj: dict[str, Any]) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def write_cell(run_dir: Path, record: dict[str, Any], samples: np.ndarray | None) -> None:
-    """Validate the record (adding ``schema_version`` if absent), then write the samples and
-    the record. An invalid record raises SchemaError and nothing is written."""
-    record = {"schema_version": SCHEMA_VERSION, **record}
-    cell_id = record.get("cell_id")
-    where = (cell_path(run_dir, cell_id) if isinstance(cell_id, str) and cell_id
+def write_cell(run_dir: Path, cell: CellRecord, samples: np.ndarray | None) -> None:
+    """Validate the record, then write the samples and the record. An invalid record raises
+    SchemaError and nothing is written."""
+    data = cell.to_json()
+    where = (cell_path(run_dir, cell.cell_id) if cell.cell_id
              else Path(run_dir) / "cells" / "(record without a cell_id)")
-    validate_record(_as_written(record), where, writing=True)
+    validate_record(_as_written(data), where, writing=True)
     if samples is not None:
-        _write_array(samples_path(run_dir, cell_id), samples)
-    atomic.write_json(cell_path(run_dir, cell_id), record)  # last: marks the cell finished
+        _write_array(samples_path(run_dir, cell.cell_id), samples)
+    atomic.write_json(cell_path(run_dir, cell.cell_id), data)  # last: marks the cell finished
 
 
 def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
@@ -120,54 +113,39 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{path} is corrupt ({exc}); rerun the suite to rebuild it") from exc
-    validate_manifest(manifest, path, hint="rerun the suite into a new run folder")
-    return manifest
+    return validate_manifest(manifest, path, hint="rerun the suite into a new run folder")
 
 
-def is_time_budget_record(record: dict[str, Any]) -> bool:
-    """A wall-clock-budget cell (harness.run.budgets): its cell has a ``time_budget``."""
-    cell = record.get("cell")
-    return isinstance(cell, dict) and cell.get("time_budget") is not None
-
-
-def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[dict[str, Any]]:
+def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[CellRecord]:
     """The run's cell records. By default the NFE-budget cells only (what every table, figure
     and comparison is built from); ``time_budgets=True`` gives the wall-clock-budget cells
-    (harness.run.budgets, the report's "Equal wall-clock" section), None all of them."""
+    (harness.run.budgets, the report's "Equal wall-clock" section), None all of them. Records
+    of an older schema version are migrated (harness.records.migrate)."""
     records = []
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
         try:
-            record = json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise RunDirError(
                 f"cell record {path} is corrupt ({exc}); delete it to rerun that cell"
             ) from exc
-        validate_record(record, path, hint="delete it to rerun that cell")
-        if time_budgets is None or is_time_budget_record(record) == time_budgets:
-            records.append(record)
+        cell = CellRecord.from_json(validate_record(data, path,
+                                                    hint="delete it to rerun that cell"))
+        if time_budgets is None or (cell.budget is not None) == time_budgets:
+            records.append(cell)
     return records
 
 
 def quality_by_cell(run_dir: str | Path) -> dict[str, tuple[dict[str, float], int]]:
     """{cell_id: ({metric: value}, measured NFE)} of every NFE-budget cell: what must come out
     the same whichever executor ran the cells (timings aside)."""
-    return {r["cell_id"]: ({k: m["value"] for k, m in r["metrics"].items()}, r["nfe_measured"])
-            for r in read_cells(run_dir)}
-
-
-def tidy_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per metric of a cell record."""
-    base = {k: record.get(k) for k in COLUMNS if k not in ("metric", "value", "higher_is_better")}
-    return [
-        {**base, "metric": name, "value": m["value"], "higher_is_better": m["higher_is_better"]}
-        for name, m in record["metrics"].items()
-    ]
+    return {r.cell_id: (r.quality(), r.sampling.nfe_measured) for r in read_cells(run_dir)}
 
 
 def load_run(run_dir: str | Path) -> pd.DataFrame:
     """A run as a tidy DataFrame: one row per (cell, metric), with the COLUMNS above."""
     read_manifest(run_dir)
-    rows = [row for record in read_cells(run_dir) for row in tidy_rows(record)]
+    rows = [row for cell in read_cells(run_dir) for row in cell.tidy_rows()]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -27,27 +27,32 @@ import seaborn as sns  # noqa: E402
 from harness.analysis.stats import flag  # noqa: E402
 from harness.records import atomic  # noqa: E402
 from harness.records.store import BUDGET_OK, BUDGET_TOO_SMALL, read_cells  # noqa: E402
-from harness.report.format import METHOD_ORDER, fmt_ci, md_table, slug  # noqa: E402
+from harness.report.format import fmt_ci, md_table, slug  # noqa: E402
+from harness.roles import role_rank  # noqa: E402
 
 TITLE = "Equal wall-clock"
-FIELDS = ["task", "method", "family", "variant", "seed", "time_budget_s", "time_batch",
-          "budget_status", "n_steps", "k_steps", "nfe_measured", "nfe_ok", "predicted_time_s",
-          "actual_time_s", "actual_time_spread_s", "overrun_s", "overrun", "min_time_s",
-          "capped", "n_max", "cell_id"]
+# The tidy columns a wall-clock cell's row takes from its record, then its budget section's.
+FIELDS = ["task", "method", "role", "variant", "seed", "n_steps", "k_steps", "nfe_measured",
+          "nfe_ok", "cell_id"]
+BUDGET_FIELDS = ["time_budget_s", "time_batch", "status", "predicted_time_s", "actual_time_s",
+                 "actual_time_spread_s", "overrun_s", "overrun", "min_time_s", "capped", "n_max"]
 
 
 def budget_frame(run_dir: str | Path, primary: Mapping[str, str]) -> pd.DataFrame:
     """One row per wall-clock cell, with its task's primary metric as ``metric``/``value``."""
     rows = []
     for record in read_cells(run_dir, time_budgets=True):
-        row = {k: record.get(k) for k in FIELDS}
-        names = list(record.get("metrics") or {})
-        metric = primary.get(record["task"]) or (names[0] if names else None)
-        value = (record.get("metrics") or {}).get(metric, {})
-        row.update(metric=metric, value=value.get("value"),
-                   higher_is_better=value.get("higher_is_better"))
+        flat = record.flat()
+        row = {k: flat[k] for k in FIELDS}
+        row.update({k: getattr(record.budget, k) for k in BUDGET_FIELDS})
+        names = list(record.metrics)
+        metric = primary.get(record.identity.task) or (names[0] if names else None)
+        value = record.metrics.get(metric)
+        row.update(metric=metric, value=None if value is None else value.value,
+                   higher_is_better=None if value is None else value.higher_is_better)
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=[*FIELDS, "metric", "value", "higher_is_better"])
+    frame = pd.DataFrame(rows, columns=[*FIELDS, *BUDGET_FIELDS, "metric", "value",
+                                        "higher_is_better"])
     for col in ("time_budget_s", "n_steps", "nfe_measured", "predicted_time_s", "actual_time_s",
                 "actual_time_spread_s", "overrun_s", "min_time_s", "value", "seed", "n_max"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
@@ -71,8 +76,8 @@ def _entry(g: pd.DataFrame) -> str:
     """One table entry: the seeds of one method variant at one budget."""
     if g.empty:
         return "–"
-    ok = g[g["budget_status"] == BUDGET_OK]
-    small = g[g["budget_status"] == BUDGET_TOO_SMALL]
+    ok = g[g["status"] == BUDGET_OK]
+    small = g[g["status"] == BUDGET_TOO_SMALL]
     if ok.empty:
         return f"budget too small (needs {_seconds(float(small['min_time_s'].max()))})"
     values = pd.to_numeric(ok["value"], errors="coerce")
@@ -95,10 +100,9 @@ def _entry(g: pd.DataFrame) -> str:
 
 
 def _order(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    keys = frame[["method", "variant"]].fillna("").drop_duplicates()
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return sorted(((m, v) for m, v in keys.itertuples(index=False)),
-                  key=lambda k: (rank.get(k[0], len(rank)), k[0], k[1]))
+    keys = frame[["role", "method", "variant"]].fillna("").drop_duplicates()
+    return [(m, v) for _, m, v in sorted(keys.itertuples(index=False),
+                                         key=lambda k: (role_rank(k[0]), k[1], k[2]))]
 
 
 def budget_table(frame: pd.DataFrame) -> str:
@@ -114,7 +118,7 @@ def budget_table(frame: pd.DataFrame) -> str:
 
 def _figure(frame: pd.DataFrame, path: Path, task: str, metric: str) -> Path | None:
     """Left: the metric against the time budget (95% CI over seeds); right: the NFE chosen."""
-    d = frame[(frame["budget_status"] == BUDGET_OK) & np.isfinite(frame["value"])].copy()
+    d = frame[(frame["status"] == BUDGET_OK) & np.isfinite(frame["value"])].copy()
     if d.empty:
         return None
     d["label"] = [f"{m} {v}".strip() for m, v in zip(d["method"], d["variant"].fillna(""),
@@ -185,7 +189,7 @@ def equal_wall_clock_section(run_dir: str | Path, manifest: Mapping[str, Any],
                                           else " (lower is better)")
         parts.append(f"### {TITLE}: {task}\n\nPrimary metric: **{metric}**{direction}.\n\n"
                      + budget_table(tf))
-        small = tf[tf["budget_status"] == BUDGET_TOO_SMALL]
+        small = tf[tf["status"] == BUDGET_TOO_SMALL]
         if len(small):
             parts.append(f"{len(small)} cell(s) of {task} recorded as 'budget too small'.")
         if metric is not None:

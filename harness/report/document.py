@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.stats import (
-    WARM,
     cell_frame,
     coerce_numeric,
     primary_metric,
@@ -39,7 +38,7 @@ from harness.report import figures
 from harness.report.budget import equal_wall_clock_section
 from harness.report.cost import cost_model_section
 from harness.report.evidence import evidence_sections
-from harness.report.format import AR_NOTE, fmt, fmt_int, md_table, missing, slug
+from harness.report.format import display, fmt, fmt_int, md_table, missing, nfe_notes, slug
 from harness.report.headline import headline_section
 from harness.report.tables import (
     all_methods_section,
@@ -50,6 +49,7 @@ from harness.report.tables import (
 )
 from harness.report.text import is_text, text_section
 from harness.report.training import training_section
+from harness.roles import Role, role_rank
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;margin:1em 0;font-size:13px}
@@ -71,34 +71,34 @@ def _pick(cells: pd.DataFrame, **where: Any) -> pd.Series | None:
 
 
 def _sample_panels(run_dir: Path, cells: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    """Held-out data, then one panel per draft alone and per other method (its first draft,
+    largest N and t0, smallest seed), in role order."""
     seed0 = cells["seed"].min()
     first = cells[cells["seed"] == seed0] if math.isfinite(seed0) else cells
-    picks = [
-        ("draft-only good", [dict(method="draft-only", draft="good")]),
-        ("draft-only poor", [dict(method="draft-only", draft="poor")]),
-        ("full-fm euler", [dict(method="full-fm", solver="euler")]),
-        ("ws-fm good draft", [dict(method="ws-fm", draft="good")]),
-        ("warm-start (training-free)", [dict(method="warm-start", draft="good"),
-                                        dict(method="warm-start")]),
-        ("ddim", [dict(method="ddim")]),
-        ("ar", [dict(method="ar")]),
-    ]
+    picks = [(f"{d} draft alone", _pick(first, role=Role.FLOOR, draft=d))
+             for d in sorted(first.loc[first["role"] == Role.FLOOR, "draft"].dropna().unique())]
+    others = first[first["role"] != Role.FLOOR]
+    for _, g in sorted(others.groupby("method"), key=lambda kv: (
+            role_rank(kv[1]["role"].iloc[0]), kv[0])):
+        drafts = sorted(g["draft"].dropna().unique())
+        where = {"draft": drafts[0]} if drafts else {}
+        name = g["title"].iloc[0] + (f" {drafts[0]} draft" if drafts else "")
+        picks.append((name, _pick(g, **where)))
     panels = []
     task = cells["task"].iloc[0] if len(cells) else None
     try:
         panels.append(("held-out data", load_reference(run_dir, task)))
     except (OSError, ValueError):
         pass
-    for name, options in picks:
-        cell = next((c for c in (_pick(first, **w) for w in options) if c is not None), None)
+    for name, cell in picks:
         if cell is None:
             continue
         try:
             samples = load_samples(run_dir, cell["cell_id"])
         except (OSError, ValueError):
             continue
-        detail = [f"N={fmt_int(cell['n_steps'])}" if cell["method"] != "draft-only" else ""]
-        if cell["method"] in WARM:
+        detail = [f"N={fmt_int(cell['n_steps'])}" if cell["role"] != Role.FLOOR else ""]
+        if cell["role"] == Role.WARM_START:
             detail.append(f"t0={fmt(cell['t0'])}")
         panels.append((f"{name} {' '.join(detail).strip()}\n(seed {fmt_int(cell['seed'])})".strip(),
                        samples))
@@ -120,9 +120,8 @@ def _task_section(run_dir: Path, task: str, df: pd.DataFrame, cells: pd.DataFram
     parts = [f"## Task: {task}", f"Primary metric: **{metric}**. Bands: 95% CI over seeds; "
              "dashed horizontal lines: the draft alone."]
     if metric is not None and not frame.empty:
-        ar_note = f"{AR_NOTE.lstrip('† ')}\n\n" if (frame["family"] == "autoregressive").any() \
-            else ""
-        parts.append("### Quality vs NFE\n\n" + ar_note + _image(figures.quality_vs_cost(
+        notes = "".join(f"{n}\n\n" for n in nfe_notes(frame))
+        parts.append("### Quality vs NFE\n\n" + notes + _image(figures.quality_vs_cost(
             frame, "nfe_measured", figs / f"{name}_quality_vs_nfe.png", f"{task}: {metric} vs NFE",
             "NFE measured (log)", metric), "Quality vs NFE", out))
         parts.append("### Quality vs wall-clock\n\n" + _image(figures.quality_vs_cost(
@@ -131,7 +130,7 @@ def _task_section(run_dir: Path, task: str, df: pd.DataFrame, cells: pd.DataFram
             "Quality vs wall-clock", out))
     else:
         parts.append("_No metric values for this task._")
-    warm = tcells[tcells["method"].isin(WARM)]
+    warm = tcells[tcells["role"] == Role.WARM_START]
     parts.append("### Speed-up vs t0\n\n" + _image(
         figures.speedup_vs_t0(warm, figs / f"{name}_speedup_vs_t0.png", task) if len(warm)
         else None, "Speed-up vs t0", out))
@@ -152,7 +151,7 @@ def _task_section(run_dir: Path, task: str, df: pd.DataFrame, cells: pd.DataFram
 def _grids(run_dir: Path, task: str, cells: pd.DataFrame, out: Path) -> str:
     """Image tasks: one sample grid per method variant and budget (smallest seed)."""
     first = cells[cells["seed"] == cells["seed"].min()]
-    clamped = {r["cell_id"]: (r.get("finalize") or {}).get("clamped_fraction")
+    clamped = {r.cell_id: r.sampling.finalize.get("clamped_fraction")
                for r in read_cells(run_dir)}
     rows = []
     for cell in first.sort_values(["method", "variant", "n_steps"]).itertuples():
@@ -160,14 +159,14 @@ def _grids(run_dir: Path, task: str, cells: pd.DataFrame, out: Path) -> str:
             samples = load_samples(run_dir, cell.cell_id)
         except (OSError, ValueError):
             continue
-        name = f"{cell.method} {'' if missing(cell.variant) else cell.variant}".strip()
+        name = display(cell.title, None if missing(cell.variant) else cell.variant)
         path = figures.sample_grid(
             [(f"{name}, N={fmt_int(cell.n_steps)}", samples)],
             out / "figures" / "grids" / f"{slug(task)}_{slug(name)}_N{fmt_int(cell.n_steps)}.png",
             task)
         if path is not None:
             share = clamped.get(cell.cell_id)
-            rows.append([cell.method, fmt(cell.variant), fmt_int(cell.n_steps),
+            rows.append([cell.title, fmt(cell.variant), fmt_int(cell.n_steps),
                          "–" if share is None else f"{100 * share:.1f}%",
                          _image(path, "grid", out)])
     return ("### Sample grids per method and budget\n\nSeed "

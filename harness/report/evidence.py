@@ -26,6 +26,7 @@ from harness.records import atomic
 from harness.records.store import advised_t0, read_advice
 from harness.report import figures
 from harness.report.format import fmt, fmt_int, md_table, slug
+from harness.roles import Role
 
 
 def per_seed_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,10 +69,9 @@ def _per_seed_section(df: pd.DataFrame, primary: Mapping[str, str], out: Path) -
     return "\n\n".join(parts)
 
 
-def _chosen(rows: list[dict[str, Any]], task: str, draft: str) -> dict[str, Any] | None:
-    """The headline's WS-FM row for (task, draft)."""
-    return next((r for r in rows if (r["task"], r["draft"], r["method"]) == (task, draft,
-                                                                             "ws-fm")), None)
+def _chosen(rows: list[dict[str, Any]], task: str, draft: str) -> list[dict[str, Any]]:
+    """The headline's warm-start rows for (task, draft) that chose a t0."""
+    return [r for r in rows if (r["task"], r["draft"]) == (task, draft) and r["t0"] is not None]
 
 
 def _advisor_section(run_dir: Path, df: pd.DataFrame, primary: Mapping[str, str],
@@ -83,11 +83,11 @@ def _advisor_section(run_dir: Path, df: pd.DataFrame, primary: Mapping[str, str]
             "apart. Its pick: the last t before the held-out accuracy (isotonic fit over t) "
             "exceeds chance by more than a Bonferroni-corrected binomial bound, i.e. the "
             "latest start at which the noised draft still looks like noised data (what the full "
-            "model's own path accepts; WS-FM, trained on refined pairs, may tolerate a later "
-            "t0). Headline's t0: the t0 of the WS-FM setting the headline chose on the "
-            "selection seeds, with its verdict.\n\n")
+            "model's own path accepts; a warm start trained on refined pairs may tolerate a "
+            "later t0). Headline's t0: the t0 of each warm start's setting the headline chose "
+            "on the selection seeds, with its verdict.\n\n")
     d = coerce_numeric(df)
-    ws = d[d["method"] == "ws-fm"]
+    ws = d[d["role"] == Role.WARM_START]
     pairs = sorted({(t, dr) for t, drafts in advice.items() for dr in drafts}
                    | set(map(tuple, ws[["task", "draft"]].dropna().drop_duplicates().values)))
     if not pairs:
@@ -101,8 +101,8 @@ def _advisor_section(run_dir: Path, df: pd.DataFrame, primary: Mapping[str, str]
                         .unique())
         pick = ("not computed (run predates the advisor)" if entry is None else fmt(t0)
                 if t0 is not None else "none (distinguishable at every t)")
-        sweep = ("no WS-FM row" if best is None or best["t0"] is None else
-                 f"{fmt(best['t0'])} ({best['verdict']})")
+        sweep = "; ".join(f"{fmt(r['t0'])} ({r['title']}: {r['verdict']})" for r in best) \
+            or "no warm-start row"
         rows.append([task, draft, pick, sweep, ", ".join(fmt(t) for t in run_t0) or "–",
                      "–" if entry is None else f"{fmt(entry.get('threshold'), 3)} "
                      f"(n={fmt_int(entry.get('n_test'))})"])
@@ -111,7 +111,7 @@ def _advisor_section(run_dir: Path, df: pd.DataFrame, primary: Mapping[str, str]
         path = figures.t0_sweep(frame, draft, out / "figures" /
                                 f"{slug(task)}_{slug(draft)}_t0_sweep.png",
                                 f"{task}, {draft} draft: {metric} vs t0", entry,
-                                None if best is None else best["t0"])
+                                best[0]["t0"] if best else None)
         if path is not None:
             figs.append(f"### t0 sweep: {task}, {draft} draft\n\n"
                         f"![t0 sweep {task} {draft}]({path.relative_to(out).as_posix()})")

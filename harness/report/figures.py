@@ -21,6 +21,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from harness.analysis.speedup import ceil_speedup  # noqa: E402
+from harness.roles import Role  # noqa: E402
 
 DPI = 110
 
@@ -43,22 +44,24 @@ def quality_vs_cost(
 ) -> Path | None:
     """Lines of ``value`` against the mean of column ``x`` per (variant, N), 95% CI bands.
 
-    ``frame`` holds one metric of one task. Draft-only cells are dashed horizontal lines.
+    ``frame`` holds one metric of one task. The drafts alone (floor) are dashed horizontal
+    lines.
     """
     d = frame.copy()
     d["label"] = [label(m, v) for m, v in zip(d["method"], d["variant"], strict=True)]
-    drafts = d[(d["method"] == "draft-only") & np.isfinite(d["value"])]
-    curves = d[(d["method"] != "draft-only") & np.isfinite(d["value"])].copy()
+    floor = d["role"] == Role.FLOOR
+    drafts = d[floor & np.isfinite(d["value"])]
+    curves = d[~floor & np.isfinite(d["value"])].copy()
     curves = curves[np.isfinite(curves[x]) & (curves[x] > 0)]
     if curves.empty and drafts.empty:
         return None
     # Seeds differ slightly in time (and could in NFE): plot each setting at its mean cost.
     curves["cost"] = curves.groupby(["label", "n_steps"], dropna=False)[x].transform("mean")
-    curves["family"] = curves["family"].fillna("other")
+    curves["role"] = curves["role"].fillna(Role.BASELINE).astype(str)
     fig, ax = plt.subplots(figsize=(11, 5.5))
     handles, labels = [], []
     if not curves.empty:
-        sns.lineplot(data=curves, x="cost", y="value", hue="label", style="family",
+        sns.lineplot(data=curves, x="cost", y="value", hue="label", style="role",
                      markers=True, dashes=False, errorbar=("ci", 95), seed=0, ax=ax)
         ax.set_xscale("log")
         legend = ax.get_legend()
@@ -70,7 +73,7 @@ def quality_vs_cost(
     for i, (draft, g) in enumerate(drafts.groupby(drafts["draft"].fillna("draft"))):
         line = ax.axhline(g["value"].mean(), ls="--", lw=1.5, color=greys[i % len(greys)])
         handles.append(line)
-        labels.append(f"draft-only {draft} (mean)")
+        labels.append(f"{draft} draft alone (mean)")
     if handles:
         ax.legend(handles, labels, bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7,
                   frameon=False)
@@ -90,7 +93,8 @@ def speedup_vs_t0(cells: pd.DataFrame, path: Path, title: str) -> Path | None:
         return None
     ns = sorted(int(n) for n in d["n_steps"].dropna().unique())
     colours = dict(zip(ns, sns.color_palette("viridis", max(len(ns), 1)), strict=False))
-    markers = {"ws-fm": "o", "warm-start": "s"}
+    methods = sorted(d["method"].unique())
+    markers = dict(zip(methods, ["o", "s", "^", "D", "v", "P"] * len(methods), strict=False))
     tmax = min(0.995, float(d["t0"].max()) + 0.05)
     grid = np.linspace(0.0, tmax, 2000)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
@@ -176,35 +180,38 @@ def t0_sweep(frame: pd.DataFrame, draft: str, path: Path, title: str,
              advice: dict | None = None, best_t0: float | None = None) -> Path | None:
     """One task's primary metric against t0 for one draft, beside the t0 advisor's evidence.
 
-    Left: WS-FM (and training-free warm start) means with 95% t-intervals over seeds, one
-    line per (method, start, init, solver, N); full FM (Euler)'s best mean and interval as a
-    band; the advisor's t0 (dashed) and the sweep's best t0 (dotted). Right: the advisor's
-    held-out classifier accuracy against t with its threshold. ``frame``: tidy rows of one
-    task and metric (harness.records.store.load_run); ``advice``: that draft's advisor.json entry.
+    Left: the warm starts' means with 95% t-intervals over seeds, one line per (method,
+    start, init, solver, N); full FM's best configuration (the reference methods', any solver)
+    as a band with its interval; the advisor's t0 (dashed) and the sweep's best t0 (dotted).
+    Right: the advisor's held-out classifier accuracy against t with its threshold.
+    ``frame``: tidy rows of one task and metric (harness.records.store.load_run); ``advice``:
+    that draft's advisor.json entry.
     """
     from harness.analysis.stats import mean_ci
 
-    warm = frame[frame["method"].isin(["ws-fm", "warm-start"]) & (frame["draft"] == draft)
+    warm = frame[(frame["role"] == Role.WARM_START) & (frame["draft"] == draft)
                  & np.isfinite(frame["t0"]) & np.isfinite(frame["value"])]
     if warm.empty and not advice:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    full = frame[(frame["method"] == "full-fm") & (frame["solver"] == "euler")]
+    full = frame[frame["role"] == Role.REFERENCE]
     hib = bool(pd.to_numeric(frame["higher_is_better"], errors="coerce").mean() >= 0.5)
-    stats = [(n, *mean_ci(g["value"])) for n, g in full.groupby("n_steps")]
+    stats = [(f"{v}, N={n:g}", *mean_ci(g["value"]))
+             for (v, n), g in full.groupby(["variant", "n_steps"])]
     stats = [s for s in stats if np.isfinite(s[1])]
     if stats:
-        n, m, lo, hi = (max if hib else min)(stats, key=lambda s: s[1])
+        name, m, lo, hi = (max if hib else min)(stats, key=lambda s: s[1])
         left.axhspan(lo, hi, color="tab:blue", alpha=0.15, lw=0)
-        left.axhline(m, color="tab:blue", lw=1.2, label=f"full FM best (N={n:g}), 95% CI")
+        left.axhline(m, color="tab:blue", lw=1.2, label=f"full FM best ({name}), 95% CI")
     keys = ["method", "start", "init", "solver", "n_steps"]
+    first = min(warm["method"], default=None)  # the other warm starts dotted
     for i, (key, g) in enumerate(warm.groupby(keys, dropna=False, sort=True)):
         pts = sorted((t, *mean_ci(h["value"])) for t, h in g.groupby("t0"))
         t, m, lo, hi = (np.array(v, float) for v in zip(*pts, strict=True))
         name = " ".join(str(v) if not isinstance(v, float) else f"N={v:g}" for v in key
                         if v is not None and not (isinstance(v, float) and math.isnan(v)))
         left.errorbar(t, m, yerr=[m - lo, hi - m], marker="os^Dv"[i % 5], capsize=2,
-                      ls="-" if key[0] == "ws-fm" else ":", label=name)
+                      ls="-" if key[0] == first else ":", label=name)
     t_adv = (advice or {}).get("t0")
     for ax in (left, right):
         if t_adv is not None:
@@ -237,26 +244,27 @@ def frontier(frame: pd.DataFrame, rows: Sequence[dict], path: Path, title: str) 
     d = frame[np.isfinite(frame["value"]) & np.isfinite(frame["time_s"])]
     if d.empty:
         return None
-    means = d.groupby(["method", "variant", "n_steps", "draft", "family"], dropna=False)[
-        ["value", "time_s"]].mean().reset_index()
+    means = d.groupby(["method", "title", "variant", "n_steps", "draft", "role"],
+                      dropna=False)[["value", "time_s"]].mean().reset_index()
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    full = means[means["method"] == "full-fm"].sort_values("n_steps")
-    for variant, g in full.groupby("variant"):
-        ax.plot(g["time_s"], g["value"], "-o", ms=3, lw=1.2, label=f"full FM {variant}")
+    full = means[means["role"] == Role.REFERENCE].sort_values("n_steps")
+    for (title, variant), g in full.groupby(["title", "variant"]):
+        ax.plot(g["time_s"], g["value"], "-o", ms=3, lw=1.2, label=f"{title} {variant}")
     ref = rows[0].get("reference") if rows else None
     if ref:
-        r = full[(full["variant"] == ref["variant"]) & (full["n_steps"] == ref["n_budget"])]
+        r = full[(full["method"] == ref["method"]) & (full["variant"] == ref["variant"])
+                 & (full["n_steps"] == ref["n_budget"])]
         if len(r):
             ax.plot(r["time_s"], r["value"], "*", ms=15, color="black", label="reference")
             margin = rows[0].get("margin") or 0.0
             best = float(r["value"].iloc[0])
             ax.axhspan(best - margin, best + margin, color="grey", alpha=0.15,
                        label="reference ± margin")
-    for draft, g in means[means["method"] == "draft-only"].groupby("draft"):
+    for draft, g in means[means["role"] == Role.FLOOR].groupby("draft"):
         ax.plot(g["time_s"], g["value"], "D", ms=8, mfc="none", label=f"{draft} draft alone")
-    warm = means[means["family"] == "warm-start"]
-    for (method, draft), g in warm.groupby(["method", "draft"]):
-        pts = ax.scatter(g["time_s"], g["value"], s=14, alpha=0.7, label=f"{method} {draft}")
+    warm = means[means["role"] == Role.WARM_START]
+    for (method, title, draft), g in warm.groupby(["method", "title", "draft"]):
+        pts = ax.scatter(g["time_s"], g["value"], s=14, alpha=0.7, label=f"{title} {draft}")
         for row in rows:
             if (row["method"], row["draft"]) == (method, draft) and row["variant"] is not None:
                 c = g[(g["variant"] == row["variant"]) & (g["n_steps"] == row["n_budget"])]

@@ -12,20 +12,12 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.stats import mean_ci
-
-METHOD_ORDER = ["draft-only", "full-fm", "ws-fm", "warm-start", "ddpm", "ddim", "ar"]
-NAME = {"draft-only": "Draft only", "full-fm": "Full FM", "ws-fm": "WS-FM",
-        "warm-start": "Warm start (training-free)", "ddpm": "DDPM", "ddim": "DDIM"}
-
-
-def method_rank(method: Any) -> int:
-    """Where a method goes in tables and legends: METHOD_ORDER, then the others."""
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+from harness.roles import role_rank
 
 
 def ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows by method rank, method, variant and N (stable)."""
-    rank = frame["method"].map(method_rank)
+    """Rows by role (floor, reference, warm start, baseline), method, variant and N (stable)."""
+    rank = frame["role"].map(role_rank)
     return frame.assign(_r=rank, _m=frame["method"].astype(str), _v=frame["variant"].astype(str),
                         _n=frame["n_steps"].fillna(-1)).sort_values(
         ["_r", "_m", "_v", "_n"], kind="stable").drop(columns=["_r", "_m", "_v", "_n"])
@@ -62,10 +54,11 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def display(method: Any, variant: Any = None) -> str:
-    """A legend/table label: "WS-FM good t0=0.9 draft scratch euler"."""
+def display(title: Any, variant: Any = None) -> str:
+    """A legend/table label from a method's title and variant: "WS-FM good t0=0.9 draft
+    scratch euler"."""
     v = "" if missing(variant) else str(variant)
-    return f"{NAME.get(method, str(method))} {v}".strip()
+    return f"{title} {v}".strip()
 
 
 def fmt_ci(values: Any, digits: int = 4) -> str:
@@ -80,7 +73,11 @@ def fmt_ci(values: Any, digits: int = 4) -> str:
     return f"{fmt(mean, digits)} [{fmt(low, 3)}, {fmt(high, 3)}]"
 
 
-# The autoregressive baseline's calls are not full network calls: its NFE is not comparable.
-AR_NOTE = ("† Autoregressive: one network call per token, each a one-token call with a KV "
-           "cache, far cheaper than a full call of the other methods' networks; compare it by "
-           "its time, not its NFE.")
+
+def nfe_notes(frame: pd.DataFrame) -> list[str]:
+    """"† <title>: <note>" for each method whose NFE the record says is not comparable one to
+    one (its plan's nfe_note)."""
+    if "nfe_note" not in frame:
+        return []
+    noted = frame.dropna(subset=["nfe_note"]).drop_duplicates(["title", "nfe_note"])
+    return [f"† {r.title}: {r.nfe_note}." for r in noted.itertuples()]

@@ -63,12 +63,12 @@ def paper_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         paper = PAPER.get((r["task"], r["draft"]))
-        if paper is None or r["method"] != "ws-fm":
+        if paper is None:
             continue
         backed = r["verdict"] == "non-inferior"
         measured = (f"{_x(r['speedup_nfe'])} NFE, {_x(r['speedup_wall'])} wall-clock"
                     if backed else f"none backed ({r['verdict']})")
-        body.append([r["task"], r["draft"], r["method"],
+        body.append([r["task"], r["draft"], r["title"],
                      "–" if r["t0"] is None else f"{r['t0']:g}", measured, paper])
     if not body:
         return ""
@@ -95,8 +95,9 @@ def headline_table(rows: list[dict[str, Any]]) -> str:
                 if backed else "–")
         setting = "–" if r["variant"] is None else (
             f"{r['variant']}, N={r['n_budget']}, K={r['k_steps']}")
-        body.append([r["task"], r["draft"], r["method"], setting,
-                     f"{ref.get('variant', '–')}, N={ref.get('n_budget', '–')}",
+        body.append([r["task"], r["draft"], r["title"], setting,
+                     f"{ref.get('title', '–')} {ref.get('variant', '–')}, "
+                     f"N={ref.get('n_budget', '–')}",
                      f"{r['metric']} ±{fmt(r['margin'], 3)}", fmt(r["mean"]),
                      fmt(r["reference_mean"]), fmt(r["draft_mean"]), _versus(r["versus_draft"]),
                      _x(r["speedup_nfe"]) if backed else "–", wall, f"**{r['verdict']}**",

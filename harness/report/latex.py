@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.speedup import ceil_speedup
-from harness.analysis.stats import WARM, flag, higher_is_better
-from harness.report.format import NAME, missing, ordered
+from harness.analysis.stats import flag, higher_is_better
+from harness.report.format import missing, ordered
+from harness.roles import Role
 
 
 def tex_escape(text: Any) -> str:
@@ -58,9 +59,13 @@ def tabular(headers: Sequence[str], rows: Sequence[Sequence[str] | None], align:
 
 
 def main_table(summ: pd.DataFrame, cells: pd.DataFrame, task: str, metric: str) -> str:
-    """Draft only, full FM (Euler) at each N, WS-FM and warm starts at t0 with K, DDPM, DDIM."""
+    """The drafts alone, the reference methods at each N (Euler, or their first solver), the
+    warm starts at t0 with K, the other baselines."""
     d = summ[(summ["task"] == task) & (summ["metric"] == metric)]
-    d = ordered(d[(d["method"] != "full-fm") | (d["solver"] == "euler")])
+    ref = d["role"] == Role.REFERENCE
+    solvers = set(d.loc[ref, "solver"].dropna())
+    shown = "euler" if "euler" in solvers else min(solvers, default=None)
+    d = ordered(d[~ref | (d["solver"] == shown)])
     speed = cells[cells["task"] == task].groupby(["method", "variant", "n_steps"])[
         "nfe_speedup"].mean()
     rows: list[list[str] | None] = []
@@ -69,9 +74,9 @@ def main_table(summ: pd.DataFrame, cells: pd.DataFrame, task: str, metric: str) 
         if prev is not None and r.method != prev:
             rows.append(None)
         prev = r.method
-        draft = r.method == "draft-only"
-        rows.append([tex_escape(NAME.get(r.method, r.method)), tex_escape(r.variant),
-                     _num(r.t0, "g") if r.method in WARM else "--",
+        draft = r.role == Role.FLOOR
+        rows.append([tex_escape(r.title), tex_escape(r.variant),
+                     _num(r.t0, "g") if r.role == Role.WARM_START else "--",
                      "--" if draft else _num(r.n_steps, "g"),
                      "--" if draft else _num(r.k_steps, "g"),
                      pm(r.mean, r.ci_low, r.ci_high), _num(r.nfe_measured, "g"),
@@ -96,8 +101,7 @@ def headline_tex(rows: list[dict[str, Any]]) -> str:
         ref = r["reference"] or {}
         low, high = r["interval"]
         body.append([
-            tex_escape(f"{r['task']} ({r['metric']})"), tex_escape(NAME.get(r["method"],
-                                                                             r["method"])),
+            tex_escape(f"{r['task']} ({r['metric']})"), tex_escape(r["title"]),
             tex_escape(r["draft"]),
             f"{tex_escape(ref.get('variant'))}, $N$={_num(ref.get('n_budget'), 'g')}",
             "--" if r["variant"] is None else
@@ -117,7 +121,7 @@ def bound_check_tex(cells: pd.DataFrame) -> str:
     """Per task: warm-start cells, NFE speed-up = N/ceil((1-t0)N) count, wall-clock speed-up
     reaching S_wall within the timing noise count, and the harness's bound_ok count."""
     rows: list[list[str] | None] = []
-    warm = cells[cells["method"].isin(WARM)]
+    warm = cells[cells["role"] == Role.WARM_START]
     for task, g in warm.groupby("task", sort=True):
         theory = np.array([ceil_speedup(t, n) for t, n in zip(g["t0"], g["n_steps"], strict=True)])
         exact = np.isfinite(theory) & (np.abs(g["nfe_speedup"] - theory)

@@ -36,9 +36,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from harness.analysis.evidence import headline  # noqa: E402
 from harness.analysis.speedup import ceil_speedup  # noqa: E402
-from harness.analysis.stats import (
-    WARM,  # noqa: E402
-    cell_frame,  # noqa: E402
+from harness.analysis.stats import (  # noqa: E402
+    cell_frame,
     higher_is_better,
     mean_ci,
     primary_metric,
@@ -54,16 +53,15 @@ from harness.records.store import (  # noqa: E402
 )
 from harness.report.format import display, missing, ordered, slug  # noqa: E402
 from harness.report.latex import bound_check_tex, headline_tex, main_table  # noqa: E402
+from harness.roles import Role  # noqa: E402
 
 FORMATS = ("pdf", "svg", "png")
 DPI = 300
 ONE_COLUMN, TWO_COLUMN = 3.25, 6.75  # inches: one column / full width of a two-column paper
-# Colour family of each method (base colour from seaborn's colour-blind palette) and its name.
-FAMILY = {"draft-only": "draft", "full-fm": "full-fm", "ws-fm": "ws-fm",
-          "warm-start": "warm-start", "ddpm": "diffusion", "ddim": "diffusion"}
+# Base colour of each role (seaborn's colour-blind palette); methods of a role get its shades.
 _CB = sns.color_palette("colorblind")
-BASE = {"draft": _CB[7], "full-fm": _CB[0], "ws-fm": _CB[3], "warm-start": _CB[2],
-        "diffusion": _CB[4], "other": _CB[5]}
+BASE = {Role.FLOOR: _CB[7], Role.REFERENCE: _CB[0], Role.WARM_START: _CB[3],
+        Role.BASELINE: _CB[4]}
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
 CSV_COLUMNS = ["series", "task", "metric", "method", "variant", "draft", "label", "n_steps", "t0",
                "x", "mean", "ci_low", "ci_high", "n_seeds"]
@@ -79,9 +77,9 @@ def set_style() -> None:
         "svg.hashsalt": "wsfm-bench", "savefig.bbox": "tight", "savefig.pad_inches": 0.02})
 
 
-def _shades(fam: str, n: int) -> list[tuple[float, float, float]]:
-    """``n`` shades of a family's base colour, dark to light (the base itself when n = 1)."""
-    base = np.array(to_rgb(BASE.get(fam, BASE["other"])))
+def _shades(role: str, n: int) -> list[tuple[float, float, float]]:
+    """``n`` shades of a role's base colour, dark to light (the base itself when n = 1)."""
+    base = np.array(to_rgb(BASE.get(role, BASE[Role.BASELINE])))
     if n == 1:
         return [tuple(base)]
     # a < 0 darkens towards black, a > 0 lightens towards white
@@ -90,14 +88,14 @@ def _shades(fam: str, n: int) -> list[tuple[float, float, float]]:
 
 
 def palette(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[float, float, float]]:
-    """Colour per label from (method, label) pairs: family hue, shade by order in the family."""
-    by_family: dict[str, list[str]] = {}
-    for method, lab in pairs:
-        labels = by_family.setdefault(FAMILY.get(method, "other"), [])
+    """Colour per label from (role, label) pairs: the role's hue, shade by order within it."""
+    by_role: dict[str, list[str]] = {}
+    for role, lab in pairs:
+        labels = by_role.setdefault(str(role), [])
         if lab not in labels:
             labels.append(lab)
-    return {lab: c for fam, labs in by_family.items()
-            for lab, c in zip(labs, _shades(fam, len(labs)), strict=True)}
+    return {lab: c for role, labs in by_role.items()
+            for lab, c in zip(labs, _shades(role, len(labs)), strict=True)}
 
 
 def _save(fig: plt.Figure, base: Path, formats: Sequence[str], data: pd.DataFrame) -> list[Path]:
@@ -134,18 +132,19 @@ def _ylabel(metric: str, hib: bool) -> str:
 def quality_figure(summ: pd.DataFrame, task: str, metric: str, x: str, base: Path,
                    formats: Sequence[str]) -> list[Path]:
     """Primary metric vs ``x`` ("nfe_measured" or "time_s"): one curve per (method, variant)
-    over N with 95% CI error bars; draft-only as dashed horizontal lines with a CI band."""
+    over N with 95% CI error bars; the drafts alone as dashed horizontal lines with a CI band."""
     d = summ[(summ["task"] == task) & (summ["metric"] == metric) & np.isfinite(summ["mean"])]
     scale = 1000.0 if x == "time_s" else 1.0
-    drafts = ordered(d[d["method"] == "draft-only"])
-    curves = ordered(d[(d["method"] != "draft-only") & np.isfinite(d[x]) & (d[x] > 0)])
+    floor = d["role"] == Role.FLOOR
+    drafts = ordered(d[floor])
+    curves = ordered(d[~floor & np.isfinite(d[x]) & (d[x] > 0)])
     if curves.empty and drafts.empty:
         return []
-    rows = pd.concat([curves.assign(series="curve"), drafts.assign(series="draft-only")])
-    rows = rows.assign(label=[display(m, v) for m, v in zip(rows["method"], rows["variant"],
+    rows = pd.concat([curves.assign(series="curve"), drafts.assign(series="draft alone")])
+    rows = rows.assign(label=[display(t, v) for t, v in zip(rows["title"], rows["variant"],
                                                              strict=True)],
                        x=np.where(rows["series"] == "curve", rows[x] * scale, np.nan))
-    colours = palette(zip(rows["method"], rows["label"], strict=True))
+    colours = palette(zip(rows["role"], rows["label"], strict=True))
     dash = _dashes(curves["draft"])
     fig, ax = plt.subplots(figsize=(TWO_COLUMN, 4.2), layout="constrained")
     handles = []
@@ -156,7 +155,7 @@ def quality_figure(summ: pd.DataFrame, task: str, metric: str, x: str, base: Pat
                         marker=MARKERS[i % len(MARKERS)], label=lab, elinewidth=0.7,
                         ls=dash.get(str(g["draft"].iloc[0]), "-"))
         handles.append(h)
-    for r in rows[rows["series"] == "draft-only"].itertuples():
+    for r in rows[rows["series"] == "draft alone"].itertuples():
         c = colours[r.label]
         handles.append(ax.axhline(r.mean, ls=":", lw=1.3, color=c, label=f"{r.label} (draft)"))
         if np.isfinite(r.ci_low) and r.ci_high > r.ci_low:
@@ -172,14 +171,14 @@ def speedup_figure(cells: pd.DataFrame, task: str, base: Path,
                    formats: Sequence[str]) -> list[Path]:
     """Measured NFE (left) and wall-clock (right) speed-ups of warm starts against t0, mean
     and 95% CI over seeds per (method, variant, N); 1/(1-t0), N/ceil((1-t0)N) and S_wall."""
-    w = cells[(cells["task"] == task) & cells["method"].isin(WARM) & (cells["t0"] > 0)]
+    w = cells[(cells["task"] == task) & (cells["role"] == Role.WARM_START) & (cells["t0"] > 0)]
     if w.empty:
         return []
     rows = []
     for (method, variant, n), g in w.groupby(["method", "variant", "n_steps"], sort=True):
         common = {"task": task, "method": method, "variant": variant, "n_steps": n,
                   "draft": g["draft"].iloc[0], "t0": g["t0"].iloc[0],
-                  "label": display(method, variant)}
+                  "label": display(g["title"].iloc[0], variant)}
         for series, col in (("nfe measured", "nfe_speedup"), ("wall-clock bound S_wall",
                             "wall_bound"), ("wall-clock measured", "wall_speedup")):
             mean, low, high = mean_ci(g[col])
@@ -192,7 +191,7 @@ def speedup_figure(cells: pd.DataFrame, task: str, base: Path,
               "mean": ceil_speedup(t, n)} for n in ns for t in grid]
     data = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
     meas = data[data["method"].notna()]
-    colours = palette(zip(meas["method"], meas["label"], strict=True))
+    colours = palette((Role.WARM_START, lab) for lab in meas["label"])
     marker = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(ns)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(TWO_COLUMN, 3.8), sharey=True,
                                       layout="constrained")
@@ -227,9 +226,9 @@ def speedup_figure(cells: pd.DataFrame, task: str, base: Path,
 
 
 def _full_best(summ: pd.DataFrame, task: str, metric: str) -> pd.Series | None:
-    """Full FM (Euler)'s best mean over N with its interval (as in the quality-matched table)."""
-    f = summ[(summ["task"] == task) & (summ["metric"] == metric) & (summ["method"] == "full-fm")
-             & (summ["solver"] == "euler") & np.isfinite(summ["mean"])]
+    """Full FM's best mean (over the reference methods' solvers and N) with its interval."""
+    f = summ[(summ["task"] == task) & (summ["metric"] == metric)
+             & (summ["role"] == Role.REFERENCE) & np.isfinite(summ["mean"])]
     if f.empty:
         return None
     return f.loc[f["mean"].idxmax() if higher_is_better(f) else f["mean"].idxmin()]
@@ -238,23 +237,25 @@ def _full_best(summ: pd.DataFrame, task: str, metric: str) -> pd.Series | None:
 def sweep_figure(summ: pd.DataFrame, task: str, metric: str, base: Path,
                  formats: Sequence[str], draft: str | None = None,
                  advised: float | None = None) -> list[Path]:
-    """WS-FM primary metric vs t0, one panel per N, one line per draft (and start/init/solver
-    setting), 95% CI error bars; full FM (Euler)'s best mean and interval as a band. With
-    ``draft``: that draft only, and the t0 advisor's pick ``advised`` as a vertical line."""
-    d = summ[(summ["task"] == task) & (summ["metric"] == metric) & (summ["method"] == "ws-fm")
-             & np.isfinite(summ["mean"]) & np.isfinite(summ["t0"])]
+    """The warm starts' primary metric vs t0, one panel per N, one line per method, draft (and
+    start/init/solver setting), 95% CI error bars; full FM's best mean and interval as a band.
+    With ``draft``: that draft only, and the t0 advisor's pick ``advised`` as a vertical
+    line."""
+    d = summ[(summ["task"] == task) & (summ["metric"] == metric)
+             & (summ["role"] == Role.WARM_START) & np.isfinite(summ["mean"])
+             & np.isfinite(summ["t0"])]
     if draft is not None:
         d = d[d["draft"] == draft]
     if d.empty:
         return []
-    keys = ["draft", "start", "init", "solver"]
-    d = d.assign(label=[f"WS-FM {' '.join(str(v) for v in vals if not missing(v))}"
+    keys = ["title", "draft", "start", "init", "solver"]
+    d = d.assign(label=[" ".join(str(v) for v in vals if not missing(v))
                         for vals in d[keys].itertuples(index=False)])
-    rows = d.assign(series="ws-fm", x=d["t0"]).sort_values(["n_steps", "label", "t0"])
+    rows = d.assign(series="warm start", x=d["t0"]).sort_values(["n_steps", "label", "t0"])
     best = _full_best(summ, task, metric)
     if best is not None:
-        label = f"Full FM best (N={best['n_steps']:g}), 95% CI"
-        rows = pd.concat([rows, pd.DataFrame([{**best.to_dict(), "series": "full-fm best",
+        label = f"Full FM best ({best['variant']}, N={best['n_steps']:g}), 95% CI"
+        rows = pd.concat([rows, pd.DataFrame([{**best.to_dict(), "series": "full FM best",
                                                "label": label, "t0": np.nan}])])
     ns = sorted(d["n_steps"].unique())
     cols = min(len(ns), 4)
@@ -262,14 +263,14 @@ def sweep_figure(summ: pd.DataFrame, task: str, metric: str, base: Path,
     fig, axes = plt.subplots(nrows, cols, sharey=True, squeeze=False, layout="constrained",
                              figsize=(ONE_COLUMN if cols == 1 else TWO_COLUMN, 1.4 + 1.9 * nrows))
     dash = _dashes(d["draft"])
-    colours = palette(("ws-fm", lab) for lab in sorted(d["label"].unique()))
+    colours = palette((Role.WARM_START, lab) for lab in sorted(d["label"].unique()))
     handles: dict[str, Any] = {}
     for ax, n in zip(axes.flat, ns, strict=False):
         if best is not None:
-            c = BASE["full-fm"]
+            c = BASE[Role.REFERENCE]
             ax.axhspan(best["ci_low"], best["ci_high"], color=c, alpha=0.18, lw=0)
             handles[label] = ax.axhline(best["mean"], color=c, lw=1, label=label)
-        sel = rows[(rows["series"] == "ws-fm") & (rows["n_steps"] == n)]
+        sel = rows[(rows["series"] == "warm start") & (rows["n_steps"] == n)]
         for i, (lab, g) in enumerate(sel.groupby("label", sort=True)):
             err = np.nan_to_num([g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]])
             handles[lab] = ax.errorbar(g["t0"], g["mean"], yerr=err, color=colours[lab],
@@ -321,7 +322,7 @@ def write_figures(run_dir: str | Path, out_dir: str | Path | None = None,
             if metric is not None:
                 written += sweep_figure(summ, task, metric, out / f"{s}_t0_sweep", formats)
                 advice = read_advice(run_dir).get(task, {})
-                ws = summ[(summ["task"] == task) & (summ["method"] == "ws-fm")]
+                ws = summ[(summ["task"] == task) & (summ["role"] == Role.WARM_START)]
                 for draft in sorted(set(ws["draft"].dropna()) | set(advice)):
                     written += sweep_figure(summ, task, metric, out / f"{s}_t0_sweep_{slug(draft)}",
                                             formats, draft, advised_t0(advice.get(draft)))

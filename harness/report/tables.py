@@ -11,12 +11,12 @@ import pandas as pd
 
 from harness.analysis.speedup import ceil_speedup
 from harness.analysis.stats import (
-    WARM,
     flag,
     primary_metric,
     summarise,
 )
-from harness.report.format import AR_NOTE, fmt, fmt_int, md_table, method_rank, missing
+from harness.report.format import fmt, fmt_int, md_table, missing, nfe_notes
+from harness.roles import Role, role_rank
 
 
 def status_section(manifest: Mapping[str, Any], running: str | None, recorded: int) -> str:
@@ -120,7 +120,7 @@ def header_section(manifest: Mapping[str, Any], cells: pd.DataFrame) -> str:
 def bound_check_section(cells: pd.DataFrame) -> str:
     """Per warm-start group (task, method, variant): how many cells pass each side of the
     bound check (harness.run.measure.bound_check), and every failing cell by name."""
-    warm = cells[cells["method"].isin(WARM)]
+    warm = cells[cells["role"] == Role.WARM_START]
     head = "## Bound check\n\n"
     if warm.empty:
         return head + "_No warm-start cells in this run._"
@@ -176,8 +176,8 @@ def all_methods_section(df: pd.DataFrame, primary: Mapping[str, str]) -> str:
                   for m in metrics}
         rows = []
         groups = sorted(g.groupby(["method", "variant", "n_steps"], dropna=False, sort=False),
-                        key=lambda kv: (method_rank(kv[0][0]), str(kv[0][0]), str(kv[0][1]),
-                                        kv[1]["n_steps"].fillna(-1).iloc[0]))
+                        key=lambda kv: (role_rank(kv[1]["role"].iloc[0]), str(kv[0][0]),
+                                        str(kv[0][1]), kv[1]["n_steps"].fillna(-1).iloc[0]))
         for (method, variant, n_steps), sel in groups:
             by_metric = {r.metric: r for r in sel.itertuples()}
             vals = []
@@ -190,7 +190,7 @@ def all_methods_section(df: pd.DataFrame, primary: Mapping[str, str]) -> str:
                 else:
                     vals.append(f"{fmt(s.mean)} ± {fmt((s.ci_high - s.ci_low) / 2, 2)}")
             r = sel.iloc[0]
-            cached = r.get("family") == "autoregressive"
+            cached = not missing(r.get("nfe_note"))
             rows.append([method, "–" if missing(variant) else variant, fmt_int(n_steps),
                          fmt_int(r["k_steps"]), *vals, str(sel["n_seeds"].max()),
                          fmt_int(r["nfe_measured"]) + (" †" if cached else ""),
@@ -198,6 +198,5 @@ def all_methods_section(df: pd.DataFrame, primary: Mapping[str, str]) -> str:
         headers = ["method", "variant", "N", "K", *[f"{m} {arrows[m]}" for m in metrics],
                    "seeds", "NFE", "time/batch (ms)"]
         out.append(f"### {task}\n\n" + md_table(headers, rows))
-        if (g["family"] == "autoregressive").any():
-            out.append(AR_NOTE)
+        out += nfe_notes(g)
     return "\n\n".join(out)

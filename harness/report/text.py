@@ -1,8 +1,8 @@
 """Report pieces for text tasks: the main comparison table and decoded sample tables.
 
-Draft-only cells and warm-start cells draw their drafts from the same seeded stream, so row
-i of a draft-only cell's samples is the draft that row i of a WS-DFM cell (same draft, seed)
-started from: the sample table shows each draft beside its refinement.
+The draft alone (floor) and the warm starts draw their drafts from the same seeded stream, so
+row i of a draft-alone cell's samples is the draft that row i of a warm-start cell (same
+draft, seed) started from: the sample table shows each draft beside its refinement.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pandas as pd
 
 from harness.analysis.stats import coerce_numeric
 from harness.records.store import load_samples, read_cells
-from harness.report.format import AR_NOTE, fmt, fmt_ci, fmt_int, md_table
+from harness.report.format import display, fmt, fmt_ci, fmt_int, md_table, nfe_notes
+from harness.roles import Role, role_rank
 from harness.text.alphabet import decode
 
 TEXT_METRICS = ("judge-nll-char", "judge-nll", "judge-ppl", "char-nll", "distinct-2", "self-bleu",
@@ -36,17 +37,11 @@ def is_text(samples: Any) -> bool:
 def _rows_of(cells: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The comparison's rows: (label, cells of that setting over seeds) at the largest N."""
     out = []
-    for (method, variant), group in cells.groupby(["method", "variant"], dropna=False, sort=True):
+    for (_, variant), group in cells.groupby(["method", "variant"], dropna=False, sort=True):
         if group["n_steps"].notna().any() and (group["n_steps"] > 0).any():
             group = group[group["n_steps"] == group["n_steps"].max()]
-        out.append((f"{method} {'' if pd.isna(variant) else variant}".strip(), group))
-    order = ["draft-only", "full-fm", "ws-fm", "warm-start", "masked-diffusion", "ar"]
-
-    def rank(item: tuple[str, pd.DataFrame]) -> tuple[int, str]:
-        m = item[1]["method"].iloc[0]
-        return (order.index(m) if m in order else len(order), item[0])
-
-    return sorted(out, key=rank)
+        out.append((display(group["title"].iloc[0], variant), group))
+    return sorted(out, key=lambda item: (role_rank(item[1]["role"].iloc[0]), item[0]))
 
 
 def comparison_table(df: pd.DataFrame, cells: pd.DataFrame) -> str:
@@ -57,7 +52,7 @@ def comparison_table(df: pd.DataFrame, cells: pd.DataFrame) -> str:
     rows = []
     for label, group in _rows_of(cells):
         vals = df[df["cell_id"].isin(group["cell_id"])]
-        cached = "family" in group and (group["family"] == "autoregressive").any()
+        cached = group["nfe_note"].notna().any()
         row = [label, fmt_int(group["n_steps"].max()),
                fmt_int(group["nfe_measured"].median()) + (" †" if cached else "")]
         for m in metrics:
@@ -68,8 +63,7 @@ def comparison_table(df: pd.DataFrame, cells: pd.DataFrame) -> str:
                 "–" if pd.isna(speed) else f"{speed:.2f}x ({bound:.2f}x)",
                 fmt_int(group["seed"].nunique())]
         rows.append(row)
-    has_ar = "family" in cells and (cells["family"] == "autoregressive").any()
-    notes = [AR_NOTE] if has_ar else []
+    notes = nfe_notes(cells)
     if {"judge-nll", "judge-ppl"} & set(metrics):
         notes.append(PER_TOKEN_NOTE)
     return "\n\n".join([md_table(headers, rows), *notes])
@@ -88,22 +82,22 @@ def sample_tables(run_dir: Path, cells: pd.DataFrame) -> str:
     first = cells[cells["seed"] == cells["seed"].min()]
     parts = []
     for draft in sorted(first["draft"].dropna().unique()):
-        base = first[(first["method"] == "draft-only") & (first["draft"] == draft)]
-        warm = first[(first["method"] == "ws-fm") & (first["draft"] == draft)]
+        base = first[(first["role"] == Role.FLOOR) & (first["draft"] == draft)]
+        warm = first[(first["role"] == Role.WARM_START) & (first["draft"] == draft)]
         if base.empty or warm.empty:
             continue
         drafts = _decoded(run_dir, base["cell_id"].iloc[0], SAMPLES_SHOWN)
-        columns = [(f"{r.variant}, N={fmt_int(r.n_steps)}", _decoded(run_dir, r.cell_id,
-                                                                     SAMPLES_SHOWN))
+        columns = [(f"{display(r.title, r.variant)}, N={fmt_int(r.n_steps)}",
+                    _decoded(run_dir, r.cell_id, SAMPLES_SHOWN))
                    for r in warm[warm["n_steps"] == warm["n_steps"].max()].itertuples()]
         headers = [f"draft ({draft})", *[c[0] for c in columns]]
         rows = [[f"`{d}`", *[f"`{c[1][i]}`" if i < len(c[1]) else "–" for c in columns]]
                 for i, d in enumerate(drafts)]
-        parts.append(f"**{draft} draft and its WS-DFM refinements** (row by row)\n\n"
+        parts.append(f"**{draft} draft and its warm-start refinements** (row by row)\n\n"
                      + md_table(headers, rows))
     rows = []
     for label, group in _rows_of(first):
-        if group["method"].iloc[0] in ("ws-fm",):
+        if group["role"].iloc[0] == Role.WARM_START:
             continue
         for text in _decoded(run_dir, group["cell_id"].iloc[0], SAMPLES_SHOWN):
             rows.append([label, fmt_int(group["n_steps"].max()), f"`{text}`"])
@@ -128,9 +122,9 @@ def text_section(run_dir: Path, task: str, df: pd.DataFrame, cells: pd.DataFrame
              comparison_table(tdf, cells)]
     refiner = {}  # one row per (refiner, draft, seed): the counts of building those pairs
     for r in read_cells(run_dir):
-        stats = r.get("refiner_stats")
-        if r.get("task") == task and stats:
-            refiner[(r.get("draft"), r.get("seed"))] = stats
+        stats = r.cost.refiner_stats
+        if r.identity.task == task and stats:
+            refiner[(r.identity.draft, r.identity.seed)] = stats
     if refiner:
         keys = sorted({k for s in refiner.values() for k in s})
         rows = [[d, fmt_int(seed), *[fmt(s.get(k)) for k in keys]]

@@ -11,7 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+from harness.records.record import CellRecord
 from harness.report.format import fmt, fmt_int, md_table
+from harness.roles import Role
 
 
 def _median(cells: pd.DataFrame, column: str) -> float:
@@ -36,13 +38,13 @@ def break_even(extra_s: float, saving_s: float) -> str:
     return f"{math.ceil(extra_s / saving_s):,}"
 
 
-def convergence_table(records: list[Mapping[str, Any]]) -> str:
+def convergence_table(records: list[CellRecord]) -> str:
     """Per task: full FM's held-out loss over training and whether it plateaued, per seed."""
     seen: dict[tuple[str, int], Mapping[str, Any]] = {}
     for r in records:
-        conv = r.get("convergence")
-        if r.get("method") == "full-fm" and isinstance(conv, Mapping):
-            seen.setdefault((str(r["task"]), int(r["seed"])), conv)
+        conv = r.cost.convergence
+        if r.identity.role == Role.REFERENCE and isinstance(conv, Mapping):
+            seen.setdefault((r.identity.task, r.identity.seed), conv)
     if not seen:
         return ""
     body = []
@@ -65,7 +67,7 @@ def convergence_table(records: list[Mapping[str, Any]]) -> str:
 
 
 def training_section(cells: pd.DataFrame, rows: list[Mapping[str, Any]],
-                     records: list[Mapping[str, Any]] | None = None) -> str:
+                     records: list[CellRecord] | None = None) -> str:
     """Markdown: training seconds per method variant, full FM's convergence, and break-even
     per headline row."""
     head = "## Training cost\n\n"

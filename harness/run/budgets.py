@@ -24,7 +24,7 @@ default the cell's n_samples) expands into ``TimeCell``s beside the NFE-budget c
    ``capped``.
 3. If even the cheapest setting does not fit, the cell is recorded with ``budget_status``
    "budget too small", the minimum time it would need (``min_time_s``) and no metrics
-   (``too_small_record``); the run goes on.
+   (harness.run.execute, with ``too_small_fields``); the run goes on.
 4. Otherwise the runner runs the chosen N as an NFE-budget cell (the same NFE counting,
    timing, metrics and bound check as any cell), and the record gains the budget fields
    (``outcome_fields``):
@@ -45,22 +45,18 @@ from typing import Any
 import numpy as np
 
 from harness.analysis import costmodel
-from harness.cache import stable_hash
 from harness.checks import seconds
 from harness.context import CellContext
+from harness.hashing import stable_hash
 from harness.plugins import Method, SamplingPlan
+from harness.records.cell import TimeCell
+from harness.records.record import Budget, Times
 from harness.records.store import BUDGET_OK, BUDGET_TOO_SMALL
-from harness.run.cell import TimeCell
-from harness.run.measure import PlanTiming, TimeFn, record_fields, time_plan
+from harness.run.measure import PlanTiming, TimeFn, time_plan
 from harness.run.timing import Clock, compile_network
 
 N_MAX = 1000  # the largest N a time budget may choose (recorded as capped when reached)
 PROBE_CALLS = (4, 32)  # the costs are measured at the smallest N with at least these NFE
-
-# Probes already measured in this process, by cell without its budget: the budgets of one
-# method variant, task and seed share one probe.
-_PROBES: dict[str, Probe] = {}
-
 
 def predict_time(draft_s: float, fixed_s: float, per_call_s: float, nfe: int) -> float:
     """Predicted seconds per batch: T_d + f + NFE * c (harness.analysis.costmodel.predict)."""
@@ -203,17 +199,17 @@ class Choice:
     probe: Probe
     timed: Callable[[SamplingPlan], PlanTiming]
 
-    def fields(self) -> dict[str, Any]:
-        """The budget fields every wall-clock record carries."""
+    def budget(self, **outcome: Any) -> Budget:
+        """The budget section of a wall-clock record, with the ``outcome`` fields (actual time,
+        overrun) of the N it ran, if any."""
         pick, costs = self.selection, self.probe.costs
-        return {
-            "time_budget_s": pick.budget_s,
-            "budget_status": BUDGET_OK if pick.fits else BUDGET_TOO_SMALL,
-            "predicted_time_s": pick.predicted_time_s, "min_time_s": pick.min_time_s,
-            "min_n_steps": pick.min_n_steps, "capped": pick.capped, "n_max": N_MAX,
-            "cost_fixed_s": costs.draft_s + costs.fixed_s,
-            "cost_per_call_s": costs.per_call_s, "budget_probe": self.probe.as_dict(),
-        }
+        return Budget(
+            time_budget_s=pick.budget_s, time_batch=outcome.pop("time_batch"),
+            status=BUDGET_OK if pick.fits else BUDGET_TOO_SMALL,
+            predicted_time_s=pick.predicted_time_s, min_time_s=pick.min_time_s,
+            min_n_steps=pick.min_n_steps, capped=pick.capped, n_max=N_MAX,
+            cost_fixed_s=costs.draft_s + costs.fixed_s, cost_per_call_s=costs.per_call_s,
+            probe=self.probe.as_dict(), **outcome)
 
 
 def choose_steps(cell: TimeCell, ctx: CellContext, method: Method,
@@ -222,7 +218,7 @@ def choose_steps(cell: TimeCell, ctx: CellContext, method: Method,
     batch in a process) and choose the largest N whose predicted time fits the cell's
     budget."""
     budget = seconds(cell.time_budget, f"time budget of cell {cell.cell_id}")
-    uses_budget = bool(getattr(method, "uses_budget", True))
+    uses_budget = method.uses_budget
     clock_id = "device" if time_fn is None else id(time_fn)  # fake clocks don't share probes
     time_fn = time_fn or Clock(ctx.device).time
 
@@ -233,44 +229,32 @@ def choose_steps(cell: TimeCell, ctx: CellContext, method: Method,
         return time_plan(plan, network, cell.time_batch, time_fn,
                          lambda: ctx.generator("budget-probe"), cell.warmup, cell.repeats)
 
-    key = stable_hash({"cell": cell.at_steps(0).to_dict(), "batch": cell.time_batch,
+    # The budgets of one method variant, task and seed share one probe (per worker).
+    key = stable_hash({"probe": cell.at_steps(0).to_dict(), "batch": cell.time_batch,
                        "cache": str(ctx.cache.root), "clock": clock_id})
-    if key not in _PROBES:
-        _PROBES[key] = probe_costs(method, ctx, timed, uses_budget)
-    probe = _PROBES[key]
+    if key not in ctx.memo.measured:
+        ctx.memo.measured[key] = probe_costs(method, ctx, timed, uses_budget)
+    probe = ctx.memo.measured[key]
     pick = select_steps(budget, probe.costs, nfe_function(method, ctx), uses_budget)
     return Choice(pick, probe, timed)
 
 
-def too_small_record(cell: TimeCell, ctx: CellContext, method: Method,
-                     choice: Choice) -> dict[str, Any]:
-    """Nothing fits: the record of the cheapest setting, with no samples, no metrics and NaN
-    times; timings, deterministic and nonfinite are the probe's."""
-    plan = method.prepare(ctx, choice.selection.min_n_steps)
-    probe = next(iter(choice.probe.timings.values()))
-    nan = math.nan
-    return {
-        **record_fields(cell, method, plan),
-        "n_eval": cell.n_eval, "nfe_measured": 0, "nfe_ok": choice.probe.nfe_ok,
-        "time_s": nan, "time_spread_s": nan, "first_call_s": nan, "draft_time_s": nan,
-        "integrate_time_s": nan, "time_per_call_s": None, "timings": probe.as_dict(),
-        "deterministic": probe.deterministic, "nonfinite": probe.nonfinite,
-        "finalize": {}, "metrics": {}, "time_batch": cell.time_batch, **choice.fields(),
-        "actual_time_s": None, "actual_time_spread_s": None, "overrun_s": None,
-        "overrun": None,
-    }
+def too_small_fields(cell: TimeCell, choice: Choice) -> Budget:
+    """The budget section of a cell for which nothing fits."""
+    return choice.budget(time_batch=cell.time_batch, actual_time_s=None,
+                         actual_time_spread_s=None, overrun_s=None, overrun=None)
 
 
 def outcome_fields(cell: TimeCell, ctx: CellContext, method: Method, choice: Choice,
-                   record: dict[str, Any]) -> dict[str, Any]:
-    """The budget fields of a cell that ran the chosen N (its ``record``): the actual time of
-    a batch of time_batch, and the overrun."""
+                   times: Times) -> Budget:
+    """The budget section of a cell that ran the chosen N (with ``times``): the actual time
+    of a batch of time_batch, and the overrun."""
     if cell.time_batch == cell.n_samples:
-        actual, spread = float(record["time_s"]), float(record["time_spread_s"])
+        actual, spread = float(times.time_s), float(times.time_spread_s)
     else:  # the cell's samples are n_samples; the budget is for a batch of time_batch
         total = choice.timed(method.prepare(ctx, choice.selection.n_steps)).total
         actual, spread = total.median, total.spread
     budget = choice.selection.budget_s
-    return {"cell_id": cell.cell_id, "cell": cell.to_dict(), "time_batch": cell.time_batch,
-            **choice.fields(), "actual_time_s": actual, "actual_time_spread_s": spread,
-            "overrun_s": max(0.0, actual - budget), "overrun": bool(actual > budget)}
+    return choice.budget(time_batch=cell.time_batch, actual_time_s=actual,
+                         actual_time_spread_s=spread, overrun_s=max(0.0, actual - budget),
+                         overrun=bool(actual > budget))

@@ -28,7 +28,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,15 +37,15 @@ from tqdm.auto import tqdm
 
 from harness.cache import Cache
 from harness.errors import ConfigError, WsfmBenchError
-from harness.run.cell import Cell
-from harness.run.execute import run_cell
-from harness.run.jobs import cell_job, enter_group, prepare_job
+from harness.records.cell import Cell
+from harness.records.record import CellRecord
+from harness.run.jobs import Worker, cell_job, prepare_job
 from harness.run.plan import Preparation, plan
 
 KINDS = ("processes", "ray")
 WORKERS_ENV = "WSFM_BENCH_WORKERS"  # the default of --workers, when set
 MAX_ATTEMPTS = 3
-Emit = Callable[[dict[str, Any], "np.ndarray | None"], None]
+Emit = Callable[[CellRecord, "np.ndarray | None"], None]
 
 
 class WorkerLost(WsfmBenchError):
@@ -143,18 +143,19 @@ def run_cells(spec: ExecutorSpec, cells: list[Cell], cache: Cache, emit: Emit,
         backend.close()
 
 
-def stamp(record: dict[str, Any], spec: ExecutorSpec, concurrency: int) -> dict[str, Any]:
+def stamp(record: CellRecord, spec: ExecutorSpec, concurrency: int) -> CellRecord:
     """The record with how it was run: executor and concurrency."""
-    return {**record, "executor": spec.kind, "concurrency": concurrency}
+    return replace(record, identity=replace(record.identity, executor=spec.kind,
+                                            concurrency=concurrency))
 
 
 def _run_serial(spec: ExecutorSpec, cells: list[Cell], cache: Cache, emit: Emit,
                 progress: bool, label: str) -> None:
     if spec.threads:
         torch.set_num_threads(int(spec.threads))
+    worker = Worker()  # this process runs the cells: it keeps what they share loaded
     for cell in tqdm(cells, desc=label, disable=not progress):
-        enter_group(cell)
-        record, samples = run_cell(cell, cache, progress=progress)
+        record, samples = worker.run(cell, cache, progress=progress)
         emit(stamp(record, spec, 1), samples)
 
 

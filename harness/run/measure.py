@@ -3,9 +3,10 @@
 ``time_plan`` runs a method's plan on batches, counting network calls through a wrapper
 (harness.run.nfe) and timing start (draft) and integration on the device's clock, with
 warm-up and repeats (harness.run.timing). ``time_reference`` times the full N-step grid of a
-warm start with the same network, side by side in the same cell. ``record_fields`` are the
-descriptive fields every record carries, and ``bound_check`` judges a warm-start cell against
-the guaranteed speed-up in the harness's own arithmetic (harness.analysis.speedup).
+warm start with the same network, side by side in the same cell. ``describe`` and
+``times_of`` give the record's identity, plan and times sections, and ``bound_check`` judges a
+warm-start cell against the guaranteed speed-up in the harness's own arithmetic
+(harness.analysis.speedup).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import torch
 
 from harness.analysis import speedup
 from harness.plugins import Method, SamplingPlan
-from harness.run.cell import Cell
+from harness.records.cell import Cell
+from harness.records.record import BoundCheck, Identity, Plan, Times
+from harness.roles import Role
 from harness.run.nfe import CountingNetwork
 from harness.run.timing import Timing, compiled_label, repeat
 
@@ -100,30 +103,31 @@ def time_reference(plan: SamplingPlan, network: Any, x_start: torch.Tensor, time
     return Timing([r[0] for r in runs], first[0]), first[1]
 
 
-def record_fields(cell: Cell, method: Method, plan: SamplingPlan) -> dict[str, Any]:
-    """The descriptive fields of a record: what ran (task, method, variant, options, steps)."""
-    options = method.options()
-    return {
-        "cell_id": cell.cell_id,
-        "cell": cell.to_dict(),
-        "task": cell.task,
-        "method": cell.method,
-        "family": method.family,
-        "variant": compiled_label(plan.variant or method.label(), cell.compile),
-        "draft": options.get("draft"),
-        "t0": plan.t0 if plan.network is not None else None,
-        "start": options.get("start", plan.info.get("source")),
-        "init": options.get("init"),
-        "solver": options.get("solver", plan.info.get("sampler")),
-        "n_steps": plan.n_steps,
-        "k_steps": plan.k_steps,
-        "nfe_budget": plan.n_steps * plan.evals_per_step,
-        "nfe_expected": plan.expected_nfe,
-        "seed": cell.seed,
-        "n_samples": cell.n_samples,
-        "device": cell.device,
-        "threads": torch.get_num_threads(),
-    }
+def describe(cell: Cell, method: Method, plan: SamplingPlan) -> tuple[Identity, Plan]:
+    """What ran (task, method, its role and variant) and what its plan said it would do."""
+    identity = Identity(
+        cell_id=cell.cell_id, task=cell.task, method=cell.method, role=Role(method.role),
+        title=method.title or cell.method,
+        variant=compiled_label(plan.variant or method.label(), cell.compile),
+        draft=method.starts_from(), seed=cell.seed, device=cell.device,
+        threads=torch.get_num_threads())
+    steps = Plan(
+        t0=plan.t0 if plan.network is not None else None, n_steps=plan.n_steps,
+        k_steps=plan.k_steps, evals_per_step=plan.evals_per_step, solver=plan.solver,
+        start=plan.start, init=plan.init, nfe_budget=plan.n_steps * plan.evals_per_step,
+        nfe_expected=plan.expected_nfe, compile=cell.compile, nfe_note=plan.nfe_note)
+    return identity, steps
+
+
+def times_of(timed: PlanTiming, ref: Timing | None, compile_s: float | None) -> Times:
+    """The Times section of a timed plan (and its reference run, for a warm start)."""
+    total, integrate = timed.total, timed.integrate
+    return Times(
+        time_s=total.median, time_spread_s=total.spread, first_call_s=total.first,
+        draft_time_s=timed.draft.median, integrate_time_s=integrate.median,
+        time_per_call_s=integrate.median / timed.nfe if timed.nfe else None,
+        compile_s=compile_s,
+        timings={**timed.as_dict(), "reference": ref.as_dict() if ref else None})
 
 
 def time_calls(network: Any, x: torch.Tensor, t: float, time_fn: TimeFn, warmup: int,
@@ -150,7 +154,7 @@ def robust_noise(*timings: Timing) -> float:
 
 def bound_check(plan: SamplingPlan, t0: float, n_measured: int, start_time: float | None,
                 ref_nfe: int, total: Timing, draft: Timing, ref: Timing,
-                call: Timing) -> dict[str, Any]:
+                call: Timing) -> BoundCheck:
     """METHOD.md's checks of a warm-start cell, both ways and independent of the method:
 
     - NFE: K is recounted in the harness's own arithmetic (harness.analysis.speedup) from the
@@ -185,21 +189,10 @@ def bound_check(plan: SamplingPlan, t0: float, n_measured: int, start_time: floa
         status = "shortfall"
     else:
         status = "ok"
-    return {
-        "ref_time_s": ref.median,
-        "ref_nfe": ref_nfe,
-        "k_observed": k_started,
-        "start_time_observed": start_time,
-        "nfe_speedup": nfe_speedup,
-        "nfe_speedup_theory": nfe_theory,
-        "ideal_speedup": speedup.ideal_speedup(t0),
-        "wall_speedup": wall_speedup,
-        "wall_bound": wall_bound,
-        "wall_status": status,
-        "call_time_s": c,
-        "fixed_time_s": fixed,
-        "bound_time_per_call_s": c,  # the c and T_d S_wall used (costmodel.py)
-        "bound_draft_time_s": draft.median,
-        "timing_noise": noise,
-        "bound_ok": bool(nfe_exact and status not in ("shortfall", "impossible")),
-    }
+    return BoundCheck(
+        ref_time_s=ref.median, ref_nfe=ref_nfe, k_observed=k_started,
+        start_time_observed=start_time, nfe_speedup=nfe_speedup, nfe_speedup_theory=nfe_theory,
+        ideal_speedup=speedup.ideal_speedup(t0), wall_speedup=wall_speedup,
+        wall_bound=wall_bound, wall_status=status, call_time_s=c, fixed_time_s=fixed,
+        draft_time_s=draft.median, timing_noise=noise,
+        ok=bool(nfe_exact and status not in ("shortfall", "impossible")))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.cache import stable_hash
-from harness.run.cell import Cell, TimeCell
+from harness.hashing import stable_hash
+from harness.records.cell import Cell, TimeCell
 
 # Cell fields that change how a cell samples and is timed, not what it needs built.
 RUN_TIME = ("n_steps", "n_samples", "repeats", "warmup", "compile", "time_budget",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.cache import Cache
 from harness.errors import ConfigError
-from harness.run.cell import Cell
+from harness.records.cell import Cell
 from harness.run.jobs import cell_job, prepare_job
 
 if TYPE_CHECKING:

