@@ -217,7 +217,7 @@ ONE_DEFINITION = {
     "count_parameters": "harness.nn.training",
     "time_plan": "harness.run.measure",
     "record_fields": "harness.run.measure",
-    "check_draft": "harness.plugins",
+    "check_draft": "harness.registry",
     "warm_steps": "harness.analysis.speedup",
     "to_uint8": "harness.images.pixels",
 }

@@ -23,7 +23,8 @@ from torch import nn
 from harness.cache import stable_hash
 from harness.context import seeded_generator
 from harness.nn.training import convergence, optimise
-from harness.plugins import Draft, Method, SamplingPlan, Task, check_draft
+from harness.plugins import Draft, Method, SamplingPlan, Task
+from harness.registry import check_draft
 from wsfm import advisor, solvers
 from wsfm.loss import flow_matching_loss
 from wsfm.paths import make_path
