@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.plugins import Method, SamplingPlan, Task, check_draft
+from harness.plugins import Method, SamplingPlan, Task
+from harness.registry import check_draft
 from harness.roles import Role
 
 if TYPE_CHECKING:

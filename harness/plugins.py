@@ -1,28 +1,36 @@
 """What a plugin author implements: Task, Draft, Refiner, Metric and Method.
 
-Every plugin is a class (usually a dataclass) whose constructor arguments are its options;
-a suite's table of options for a plugin becomes those arguments. A plugin validates its
+Every plugin is a class (usually a dataclass) deriving from one of these abstract base
+classes, whose constructor arguments are its options; a suite's table of options for a plugin
+becomes those arguments. What a kind of plugin must implement is its base's abstract methods
+(``@abstractmethod`` below); the other methods are optional hooks with working defaults. The
+registry checks this when a plugin is registered or listed, so a plugin that lacks a method is
+refused by name before any work starts, not half-way through a run. A plugin validates its
 options in ``__post_init__`` by raising ValueError; the harness turns that, and any unknown
 option, into one clear ConfigError before any work starts.
+
+torch is imported only for type checking: the registry imports these bases, and
+``wsfm-bench list`` must not pay for torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
-
 from harness.errors import ConfigError
-from harness.nn.training import TrainConfig
-from harness.registry import Registry, drafts
+from harness.nn.config import TrainConfig
 from harness.roles import Role
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from harness.context import CellContext
+    from harness.registry import P, Registry
 
 
 @dataclass
@@ -35,12 +43,11 @@ class TaskData:
     train_labels: torch.Tensor | None = None
 
 
-class Task:
+class Task(ABC):
     """A data set plus what is needed to model and judge it.
 
-    Implement ``load`` (deterministic for the task's options) and ``make_network``; set
-    ``drafts`` (at least "good" and "poor": name -> (draft plugin, options)), ``refiner``,
-    ``metrics`` and ``primary_metric``.
+    Implement ``load`` and ``make_network``; set ``drafts`` (at least "good" and "poor":
+    name -> (draft plugin, options)), ``refiner``, ``metrics`` and ``primary_metric``.
     """
 
     modality: str = "points"
@@ -61,16 +68,19 @@ class Task:
         """Tokens (``vocab_size`` set): discrete paths, sources and samplers apply."""
         return self.vocab_size is not None
 
+    @abstractmethod
     def load(self) -> TaskData:
-        raise NotImplementedError
+        """The task's train/test split, the same every call for the same options (seeded)."""
 
     def check(self) -> None:
         """Raise ValueError (or OSError) saying what is wrong with the task's data, before any
         work starts (a suite is validated with it). The default checks nothing: implement it
         where the data can be broken in ways the options do not show (files on disk)."""
+        return None  # an optional hook, not part of the contract
 
+    @abstractmethod
     def make_network(self) -> nn.Module:
-        raise NotImplementedError
+        """A fresh, untrained network that every method on this task shares (harness/nn/)."""
 
     def notes(self) -> list[str]:
         """Lines the report should show about this task as configured on this machine
@@ -84,37 +94,49 @@ class Task:
         return samples, {}
 
 
-class Draft:
+class Draft(ABC):
     """A cheap generator trained on the task's training split.
 
-    Implement ``fit`` and ``sample``; its state (``state_dict``/``load_state_dict``) is what
+    Implement ``fit``, ``sample``, ``state_dict`` and ``load_state_dict``; its state is what
     the harness caches on disk. Sampling time is measured by the harness, never declared.
     """
 
+    @abstractmethod
     def fit(self, train: torch.Tensor, generator: torch.Generator) -> None:
-        raise NotImplementedError
+        """Train on ``train`` (the task's training split, on the CPU) with ``generator``."""
 
+    @abstractmethod
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
+        """``n`` draft samples shaped like the training data, on the draft's device."""
 
+    @abstractmethod
     def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Everything a fitted draft needs to sample again, cached on disk: tensors, numbers,
+        strings, lists and dicts (read back with ``torch.load(weights_only=True)``)."""
 
+    @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Restore a fitted draft from what ``state_dict`` returned; the harness always samples
+        from a restored draft (also right after ``fit``), so the cache cannot drift."""
 
     def to(self, device: torch.device) -> Draft:
+        """Move to ``device`` for sampling; the default keeps the draft where it is."""
         return self
 
 
-class Refiner:
-    """Maps drafts to refined targets x_r = R(x_d); used only to build training pairs."""
+class Refiner(ABC):
+    """Maps drafts to refined targets x_r = R(x_d); used only to build training pairs.
 
+    Implement ``fit`` and ``refine``.
+    """
+
+    @abstractmethod
     def fit(self, train: torch.Tensor) -> None:
-        raise NotImplementedError
+        """Prepare from the task's training split (an index of it, say)."""
 
+    @abstractmethod
     def refine(self, drafts: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """One refined target per draft, shaped like ``drafts``."""
 
     def stats(self) -> dict[str, Any]:
         """Counts from the last ``refine`` (requests, retries, failures...), kept with the
@@ -122,7 +144,7 @@ class Refiner:
         return {}
 
 
-class Metric:
+class Metric(ABC):
     """A sample-quality measure against the held-out split.
 
     Implement ``compute(samples, reference, seed, stats=None) -> float`` and set
@@ -137,10 +159,13 @@ class Metric:
     def setup(self, train: torch.Tensor, train_labels: torch.Tensor | None) -> None:
         """Called before ``compute`` with the task's training split (and its labels, if any):
         a metric that learns a feature space (a domain classifier) fits it here, cached."""
+        return None  # an optional hook, not part of the contract
 
     def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        """Work on the reference set alone, for ``compute``'s ``stats``; the default: none."""
         return {}
 
+    @abstractmethod
     def compute(
         self,
         samples: torch.Tensor,
@@ -148,7 +173,7 @@ class Metric:
         seed: int,
         stats: dict[str, torch.Tensor] | None = None,
     ) -> float:
-        raise NotImplementedError
+        """The metric of ``samples`` against ``reference`` (deterministic for ``seed``)."""
 
 
 @dataclass
@@ -196,7 +221,7 @@ class SamplingPlan:
     nfe_note: str | None = None
 
 
-class Method:
+class Method(ABC):
     """A sampler under test. Implement ``prepare`` (train or load models, then return a plan).
 
     Declare what the method is to the evidence with ``role`` (harness.roles.Role): a full
@@ -221,13 +246,17 @@ class Method:
         The harness recounts K = ceil((1 - t0) N) from it in its own arithmetic."""
         return 0.0
 
+    @abstractmethod
     def prepare(self, ctx: CellContext, n_steps: int) -> SamplingPlan:
-        raise NotImplementedError
+        """Train or load this method's models through ``ctx`` (cached by content) and return
+        the plan that samples with a budget of ``n_steps``."""
 
     def check_task(self, task: Task) -> None:
         """Raise ValueError if this method cannot run on ``task`` (checked before any work)."""
+        return None  # an optional hook, not part of the contract
 
     def options(self) -> dict[str, Any]:
+        """The method's options (a dataclass's fields; none otherwise)."""
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
     def label(self) -> str:
@@ -242,21 +271,14 @@ class Method:
     def advise(self, ctx: CellContext) -> dict[str, Any]:
         """Advice from the task's data alone, asked once per task and topic at the suite's
         first seed before any cell runs (a warm start's t0 for its draft): a JSON-able dict
-        that the run stores in advisor.json and the report shows ("t0": the advised start)."""
-        raise NotImplementedError
+        that the run stores in advisor.json and the report shows ("t0": the advised start).
+        Asked only when ``advice_topic`` is not None; the default advises nothing."""
+        return {}
 
 
-def check_draft(task: Task, draft: str) -> None:
-    """Raise ValueError unless ``draft`` is one of the task's drafts or a draft plugin."""
-    if draft not in task.drafts and draft not in drafts:
-        raise ValueError(
-            f"draft {draft!r} is neither one of the task's drafts "
-            f"({', '.join(task.drafts)}) nor a draft plugin"
-        )
-
-
-def instantiate(registry: Registry, name: str, options: dict[str, Any]) -> Any:
-    """Build plugin ``name`` with ``options``; unknown or bad options give a ConfigError."""
+def instantiate(registry: Registry[P], name: str, options: dict[str, Any]) -> P:
+    """Build plugin ``name`` of ``registry`` with ``options`` (an instance of the registry's
+    base class: a ``Method`` from ``methods``); unknown or bad options give a ConfigError."""
     cls = registry.get(name)
     if dataclasses.is_dataclass(cls):
         allowed = [f.name for f in dataclasses.fields(cls) if f.init]

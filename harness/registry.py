@@ -12,10 +12,13 @@ An entry point is loaded (its module imported) only when its name is asked for, 
 the whole listing is. Code can also register a plugin in-process (tests, notebooks):
 
     @methods.register("my-method")
-    class MyMethod: ...
+    class MyMethod(Method): ...
 
-Two plugins under one name (two packages, or a package and an in-process registration)
-are an error naming both owners.
+A plugin is a class deriving from its kind's base in harness.plugins (``methods`` holds
+``Method`` subclasses) that implements the base's abstract methods; one that does not is
+refused when it is registered or loaded, naming what it lacks (``wsfm-bench list`` shows it
+as BROKEN). Two plugins under one name (two packages, or a package and an in-process
+registration) are an error naming both owners.
 """
 
 from __future__ import annotations
@@ -23,25 +26,28 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from harness.errors import RegistryError
+from harness.plugins import Draft, Method, Metric, Refiner, Task
 
-T = TypeVar("T")
+P = TypeVar("P")  # a registry's plugin base class (Method for ``methods``)
+C = TypeVar("C", bound=type)
 DISTRIBUTION = "wsfm-bench"  # the package whose entry points hold the built-in plugins
 
 
 @dataclass(frozen=True)
-class Entry:
-    """A registered plugin: the object, a one-line description and who registered it."""
+class Entry(Generic[P]):
+    """A registered plugin: the class, a one-line description and who registered it."""
 
     name: str
-    obj: Any
+    obj: type[P]
     description: str
     owner: str
     package: str | None = None  # the distribution that declared it (None: in-process)
@@ -87,6 +93,37 @@ def _doc_from_source(ep: EntryPoint) -> str | None:
     return None
 
 
+def _required_methods(base: type) -> list[str]:
+    """What a plugin deriving from ``base`` must implement: its abstract methods, in order."""
+    return [n for n, v in vars(base).items() if getattr(v, "__isabstractmethod__", False)]
+
+
+def _call(func: Callable[..., Any]) -> str:
+    """'compute(samples, reference, seed, stats=None)': how a method is called, less self."""
+    params = list(inspect.signature(func).parameters.values())[1:]
+    shown = (p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params)
+    return f"{func.__name__}({', '.join(shown)})"
+
+
+def _contract_error(kind: str, name: str, obj: Any, base: type) -> str | None:
+    """Why ``obj`` cannot be the ``kind`` plugin ``name`` (None: it can)."""
+    where = f"{obj.__module__}:{obj.__qualname__}" if isinstance(obj, type) else repr(obj)
+    plugin = f"{kind} plugin {name!r} ({where})"
+    must = ", ".join(_call(getattr(base, m)) for m in _required_methods(base))
+    see = f"{base.__module__}.{base.__qualname__}"
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        return (f"{plugin} is not a subclass of {see}; a {kind} plugin is a class deriving "
+                f"from it that implements {must}")
+    # getattr, not __abstractmethods__ alone, so that a virtual subclass is checked too.
+    missing = [m for m in _required_methods(base) if getattr(obj, m, None) is None
+               or getattr(getattr(obj, m), "__isabstractmethod__", False)]
+    missing += sorted(set(getattr(obj, "__abstractmethods__", ())) - set(missing))
+    if missing:
+        return (f"{plugin} does not implement {', '.join(missing)}; a {kind} must implement "
+                f"{must} (see {see})")
+    return None
+
+
 @dataclass(frozen=True)
 class Listing:
     """One name of a registry as ``wsfm-bench list`` shows it; ``error`` when the plugin is
@@ -100,33 +137,39 @@ class Listing:
     error: str | None = None
 
 
-class Registry:
-    """Plugins of one kind, by name."""
+class Registry(Generic[P]):
+    """Plugins of one kind, by name: subclasses of ``base`` that implement its abstract
+    methods."""
 
-    def __init__(self, kind: str, group: str) -> None:
+    # ``base`` is a plain type: type checkers refuse an abstract class as ``type[P]``, so P
+    # comes from the annotation (``methods: Registry[Method] = Registry(..., Method)``).
+    def __init__(self, kind: str, group: str, base: type) -> None:
         self.kind = kind
         self.group = group
-        self._entries: dict[str, Entry] = {}
+        self.base = base
+        self._entries: dict[str, Entry[P]] = {}
         self._points: dict[str, list[EntryPoint]] | None = None
 
-    def register(
-        self, name: str, *, description: str | None = None
-    ) -> Callable[[T], T]:
-        """Decorator registering a class, function or object under ``name`` in-process."""
+    def register(self, name: str, *, description: str | None = None) -> Callable[[C], C]:
+        """Decorator registering a plugin class under ``name`` in-process."""
 
-        def decorate(obj: T) -> T:
-            self.add(name, obj, description=description)
-            return obj
+        def decorate(cls: C) -> C:
+            self.add(name, cls, description=description)
+            return cls
 
         return decorate
 
     def add(
-        self, name: str, obj: Any, *, description: str | None = None, owner: str | None = None,
-        package: str | None = None, version: str | None = None,
+        self, name: str, obj: type[P], *, description: str | None = None,
+        owner: str | None = None, package: str | None = None, version: str | None = None,
     ) -> None:
-        """Register ``obj`` under ``name`` (in-process unless ``owner`` names an entry point)."""
+        """Register the class ``obj`` under ``name`` (in-process unless ``owner`` names an
+        entry point); a RegistryError if it is not a complete plugin of this kind."""
         if not name or not isinstance(name, str):
             raise RegistryError(f"{self.kind} plugin names must be non-empty strings, got {name!r}")
+        error = _contract_error(self.kind, name, obj, self.base)
+        if error:
+            raise RegistryError(error)
         if owner is None and name not in self._entries and name in self.entry_points():
             self._load(name)  # a package's plugin of that name: the clash check below sees it
         owner = owner or _owner_of(obj)
@@ -168,11 +211,11 @@ class Registry:
             self.add(name, obj, owner=_ep_owner(ep), package=dist.name if dist else None,
                      version=dist.version if dist else None)
 
-    def get(self, name: str) -> Any:
-        """The plugin object registered under ``name``; a clear error if there is none."""
+    def get(self, name: str) -> type[P]:
+        """The plugin class registered under ``name``; a clear error if there is none."""
         return self.entry(name).obj
 
-    def entry(self, name: str) -> Entry:
+    def entry(self, name: str) -> Entry[P]:
         if name not in self._entries:
             self._load(str(name))
         if name not in self._entries:
@@ -217,7 +260,7 @@ class Registry:
                                error))
         return out
 
-    def __iter__(self) -> Iterator[Entry]:
+    def __iter__(self) -> Iterator[Entry[P]]:
         return (self.entry(n) for n in self.names())
 
     def __contains__(self, name: object) -> bool:
@@ -238,12 +281,21 @@ def _install_hint() -> str:
             "be installed: pip install -c constraints.txt -e .")
 
 
-tasks = Registry("task", "wsfm_bench.tasks")
-methods = Registry("method", "wsfm_bench.methods")
-drafts = Registry("draft", "wsfm_bench.drafts")
-refiners = Registry("refiner", "wsfm_bench.refiners")
-metrics = Registry("metric", "wsfm_bench.metrics")
+tasks: Registry[Task] = Registry("task", "wsfm_bench.tasks", Task)
+methods: Registry[Method] = Registry("method", "wsfm_bench.methods", Method)
+drafts: Registry[Draft] = Registry("draft", "wsfm_bench.drafts", Draft)
+refiners: Registry[Refiner] = Registry("refiner", "wsfm_bench.refiners", Refiner)
+metrics: Registry[Metric] = Registry("metric", "wsfm_bench.metrics", Metric)
 
-REGISTRIES: dict[str, Registry] = {
+REGISTRIES: dict[str, Registry[Any]] = {
     r.kind: r for r in (tasks, methods, drafts, refiners, metrics)
 }
+
+
+def check_draft(task: Task, draft: str) -> None:
+    """Raise ValueError unless ``draft`` is one of the task's drafts or a draft plugin."""
+    if draft not in task.drafts and draft not in drafts:
+        raise ValueError(
+            f"draft {draft!r} is neither one of the task's drafts "
+            f"({', '.join(task.drafts)}) nor a draft plugin"
+        )

@@ -19,6 +19,7 @@ from PIL import Image
 
 from harness.cli import main
 from harness.errors import SchemaError
+from harness.plugins import Metric
 from harness.records.lock import RunLock
 from harness.records.store import read_cells
 from harness.registry import metrics
@@ -236,7 +237,7 @@ def test_an_empty_cell_file_is_not_called_old(tmp_path) -> None:
 
 # 8. A third-party metric on a built-in task, from the suite; plugin provenance.
 @dataclass
-class CentreDistance:
+class CentreDistance(Metric):
     """Test metric: distance of the samples' mean from the reference's (lower is better)."""
 
     power: int = 1

@@ -219,7 +219,7 @@ ONE_DEFINITION = {
     "describe": "harness.run.measure",
     "build_record": "harness.run.execute",
     "stable_hash": "harness.hashing",
-    "check_draft": "harness.plugins",
+    "check_draft": "harness.registry",
     "warm_steps": "harness.analysis.speedup",
     "to_uint8": "harness.images.pixels",
 }

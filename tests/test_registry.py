@@ -3,22 +3,27 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import RegistryError
+from harness.plugins import Method, Task
 from harness.registry import Registry, methods
 
 
+class _Method(Method):
+    def prepare(self, ctx, n_steps):
+        raise AssertionError("not run")
+
+
 def test_duplicate_name_names_both_owners() -> None:
-    reg = Registry("method", "wsfm_bench.test_nothing")
-    reg.add("m", object(), owner="pkg_a")
+    reg = Registry("method", "wsfm_bench.test_nothing", Method)
+    reg.add("m", type("A", (_Method,), {}), owner="pkg_a")
     with pytest.raises(RegistryError, match=r"'m' is registered twice: by pkg_a and by pkg_b"):
-        reg.add("m", object(), owner="pkg_b")
+        reg.add("m", type("B", (_Method,), {}), owner="pkg_b")
 
 
 def test_same_object_twice_is_harmless() -> None:
-    reg = Registry("method", "wsfm_bench.test_nothing")
-    obj = object()
-    reg.add("m", obj)
-    reg.add("m", obj)
-    assert reg.get("m") is obj
+    reg = Registry("method", "wsfm_bench.test_nothing", Method)
+    reg.add("m", _Method)
+    reg.add("m", _Method)
+    assert reg.get("m") is _Method
 
 
 def test_unknown_name_lists_close_matches() -> None:
@@ -27,13 +32,19 @@ def test_unknown_name_lists_close_matches() -> None:
 
 
 def test_decorator_registers_with_first_docstring_line() -> None:
-    reg = Registry("task", "wsfm_bench.test_nothing")
+    reg = Registry("task", "wsfm_bench.test_nothing", Task)
 
     @reg.register("thing")
-    class Thing:
+    class Thing(Task):
         """One line.
 
         More detail."""
+
+        def load(self):
+            raise AssertionError("not run")
+
+        def make_network(self):
+            raise AssertionError("not run")
 
     assert reg.get("thing") is Thing
     assert reg.entry("thing").description == "One line."

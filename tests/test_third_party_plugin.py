@@ -46,34 +46,45 @@ requires = ["setuptools"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "wsfm-bench-thirdparty-demo"
+name = "{name}"
 version = "0.0.1"
 
-[project.entry-points."wsfm_bench.methods"]
-shifted-noise = "thirdparty_demo:ShiftedNoise"
+[project.entry-points."wsfm_bench.{kind}s"]
+{entry_points}
 '''
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_entry_point_plugin_runs_through_cli(tmp_path: Path) -> None:
+def install_plugin(tmp_path: Path, name: str, module: str, source: str, kind: str,
+                   entry_points: dict[str, str]) -> dict[str, str]:
+    """pip-install package ``name`` (one module, ``source``, declaring ``entry_points`` of
+    ``kind``: plugin name -> "module:Class") into tmp_path; the environment that finds it."""
     pkg = tmp_path / "pkg"
     pkg.mkdir()
-    (pkg / "thirdparty_demo.py").write_text(textwrap.dedent(PLUGIN))
-    (pkg / "pyproject.toml").write_text(PYPROJECT)
+    (pkg / f"{module}.py").write_text(textwrap.dedent(source))
+    points = "\n".join(f'{n} = "{v}"' for n, v in entry_points.items())
+    (pkg / "pyproject.toml").write_text(PYPROJECT.format(name=name, kind=kind,
+                                                         entry_points=points))
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--target", str(site), str(pkg)],
         check=True, capture_output=True, timeout=300,
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get(
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get(
         "PYTHONPATH", "")]), "WSFM_BENCH_CACHE": str(tmp_path / "cache")}
 
-    listing = _cli(["list", "method"], env, tmp_path)
+
+def cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """`wsfm-bench ARGS` in a fresh interpreter with ``env``."""
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_entry_point_plugin_runs_through_cli(tmp_path: Path) -> None:
+    env = install_plugin(tmp_path, "wsfm-bench-thirdparty-demo", "thirdparty_demo", PLUGIN,
+                         "method", {"shifted-noise": "thirdparty_demo:ShiftedNoise"})
+
+    listing = cli(["list", "method"], env, tmp_path)
     assert listing.returncode == 0, listing.stderr
     assert "shifted-noise" in listing.stdout
     assert "Third-party test method" in listing.stdout
@@ -81,9 +92,9 @@ def test_entry_point_plugin_runs_through_cli(tmp_path: Path) -> None:
     assert line.endswith("[third-party: wsfm-bench-thirdparty-demo 0.0.1]")
     assert not any("third-party" in x for x in listing.stdout.splitlines() if "full-fm" in x)
 
-    run = _cli(["run", "--task", "two-moons", "--method", "shifted-noise:scale=0.5",
-                "--budgets", "3", "--seeds", "0", "--train-steps", "20", "--n-samples", "200",
-                "--quiet", "--no-report", "--run-id", "tp"], env, tmp_path)
+    run = cli(["run", "--task", "two-moons", "--method", "shifted-noise:scale=0.5",
+               "--budgets", "3", "--seeds", "0", "--train-steps", "20", "--n-samples", "200",
+               "--quiet", "--no-report", "--run-id", "tp"], env, tmp_path)
     assert run.returncode == 0, run.stderr
     cells = list((tmp_path / "results" / "tp" / "cells").glob("*.json"))
     assert len(cells) == 1

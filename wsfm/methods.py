@@ -23,7 +23,8 @@ from torch import nn
 from harness.context import seeded_generator
 from harness.hashing import stable_hash
 from harness.nn.training import convergence, optimise
-from harness.plugins import Draft, Method, SamplingPlan, Task, check_draft
+from harness.plugins import Draft, Method, SamplingPlan, Task
+from harness.registry import check_draft
 from harness.roles import Role
 from wsfm import advisor, solvers
 from wsfm.loss import flow_matching_loss

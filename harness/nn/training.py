@@ -7,18 +7,12 @@ diffusion and AR losses in baselines/); this loop only steps the optimiser and r
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 2e-3
+from harness.nn.config import TrainConfig
 
 
 def optimise(
