@@ -5,7 +5,7 @@ start point x_start of the ODE:
 - ``noise``:        x_start ~ N(0, I)                      (full flow matching, t0 = 0);
 - ``draft``:        x_start = x_d;
 - ``noised-draft``: x_start = t0 x_d + (1 - t0) eps, a point on the same noise-to-data
-                    path as the full model at time t0 (METHOD.md leaves open which start the
+                    path as the full model at time t0 (docs/method.md: not known which start the
                     paper uses; the harness runs both).
 
 For tokens (text) the same three kinds exist with the mask token in the role of noise:

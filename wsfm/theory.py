@@ -1,4 +1,4 @@
-"""The guaranteed speed-up of a warm start (METHOD.md): exact NFE ratio and wall-clock bound."""
+"""The guaranteed speed-up of a warm start (docs/method.md): exact NFE ratio, wall-clock bound."""
 
 from __future__ import annotations
 

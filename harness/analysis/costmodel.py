@@ -12,7 +12,7 @@ draft). With a single distinct NFE, c and f cannot be told apart: f is taken as 
 the median of y / NFE; with no network calls (draft only) c is undefined and f is the median
 of y. R^2 is of the fitted part y, not of the total time (T_d is measured, not fitted).
 
-The bound check (harness.run.measure.bound_check, METHOD.md's S_wall = N s c / (T_d + K s c)) uses
+The bound check (harness.run.measure.bound_check; docs/method.md, "The bound check") uses
 per-cell figures, not this fit: c = ref_time_s / ref_nfe (the reference full-grid run of the
 same cell, fixed cost folded into c) and T_d = draft_time_s. The records keep both as
 ``bound_time_per_call_s`` and ``bound_draft_time_s``, and the report shows them next to the

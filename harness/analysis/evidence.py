@@ -1,6 +1,6 @@
 """The headline: is WS-FM as good as full FM, and how much faster? Judged as a paired
-non-inferiority claim per task, draft and warm-start method (METHOD.md, "the guaranteed
-speed-up"). Pure pandas/scipy: computed from a run's records alone.
+non-inferiority claim per task, draft and warm-start method (docs/method.md, "Evidence
+rules"). Pure pandas/scipy: computed from a run's records alone.
 
 Methods take part by their role (harness.roles), never by name: reference (a full model),
 warm-start (with the draft it starts from), floor (a draft alone) or baseline (not judged).

@@ -1,4 +1,4 @@
-"""The guaranteed speed-up of a warm start, in the harness's own arithmetic (METHOD.md).
+"""The guaranteed speed-up of a warm start, in the harness's own arithmetic (docs/method.md).
 
 The harness checks a method's step count against this module, never against the method's own
 code: K = ceil((1 - t0) N) is computed here from the decimal t0 as written, in integers

@@ -48,7 +48,7 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-# The paper's figures (../shared/METHOD.md, a secondary source) by (task, draft), for the
+# The paper's figures (docs/paper.md, a secondary source) by (task, draft), for the
 # comparison printed beside the measured ones; a task of another name has none.
 PAPER = {
     ("two-moons", "good"): "about 10x",
@@ -72,7 +72,7 @@ def paper_table(rows: list[dict[str, Any]]) -> str:
                      "–" if r["t0"] is None else f"{r['t0']:g}", measured, paper])
     if not body:
         return ""
-    return ("### Beside the paper\n\nThe paper's speed-ups (../shared/METHOD.md, a secondary "
+    return ("### Beside the paper\n\nThe paper's speed-ups (docs/paper.md, a secondary "
             "source) beside what this run backs; its poor-draft case is the about-1.5x one.\n\n"
             + md_table(["task", "draft", "method", "chosen t0", "this run", "the paper"], body))
 

@@ -155,7 +155,7 @@ def robust_noise(*timings: Timing) -> float:
 def bound_check(plan: SamplingPlan, t0: float, n_measured: int, start_time: float | None,
                 ref_nfe: int, total: Timing, draft: Timing, ref: Timing,
                 call: Timing) -> BoundCheck:
-    """METHOD.md's checks of a warm-start cell, both ways and independent of the method:
+    """docs/method.md's checks of a warm-start cell, both ways and independent of the method:
 
     - NFE: K is recounted in the harness's own arithmetic (harness.analysis.speedup) from the
       method's t0 option and from the time the solver actually started (its first network
