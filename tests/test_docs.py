@@ -91,6 +91,7 @@ def test_the_papers_figures_in_the_report_are_in_the_paper_page() -> None:
     for figure in PAPER.values():
         for number in re.findall(r"\d+(?:\.\d+)?", figure):
             assert number in page, (figure, number)
-    row = {"task": "two-moons", "draft": "good", "method": "ws-fm", "verdict": "inconclusive",
+    row = {"task": "two-moons", "draft": "good", "method": "ws-fm", "title": "WS-FM",
+           "verdict": "inconclusive",
            "t0": 0.9, "speedup_nfe": None, "speedup_wall": None}
     assert "docs/paper.md" in paper_table([row])
