@@ -9,8 +9,9 @@ import torch
 
 from harness.run.nfe import CountingNetwork
 from wsfm import solvers, theory
+from wsfm.methods import WarmStartFM
 from wsfm.paths import AffinePath
-from wsfm.schedule import num_steps, time_grid
+from wsfm.schedule import check_start_time, num_steps, time_grid
 from wsfm.sources import make_source
 
 
@@ -35,9 +36,11 @@ def test_float_rounding_does_not_add_a_step() -> None:
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
-def test_bad_start_time(bad: float) -> None:
+def test_bad_start_time_is_refused_by_the_one_check(bad: float) -> None:
     with pytest.raises(ValueError, match="outside"):
-        num_steps(bad, 10)
+        check_start_time(bad)
+    with pytest.raises(ValueError, match="outside"):  # a warm start checks its t0 with it
+        WarmStartFM(t0=bad)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True])

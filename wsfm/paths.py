@@ -23,9 +23,7 @@ class _Path:
     discrete = False
 
     def __init__(self, t_start: float = 0.0) -> None:
-        if not 0.0 <= t_start < 1.0:
-            raise ValueError(f"t_start={t_start!r} must lie in [0, 1)")
-        self.t_start = float(t_start)
+        self.t_start = float(t_start)  # a method's t0, validated by the method itself
 
     def sample_times(self, n: int, generator: torch.Generator, device=None) -> torch.Tensor:
         """Training times, uniform on [t_start, 1]."""

@@ -23,7 +23,9 @@ def exact_time(t0: float) -> Fraction:
 
 
 def check_start_time(t0: float, *, allow_zero: bool = True) -> float:
-    """Validate a start time: t0 in [0, 1) (or (0, 1) for a warm start)."""
+    """Validate a start time: t0 in [0, 1) (or (0, 1) for a warm start). The one check of t0:
+    a method validates its own t0 with it when it is built; what computes with t0 afterwards
+    (``num_steps``, the paths, the harness's own arithmetic) takes it as valid."""
     t0 = float(t0)
     low_ok = t0 >= 0.0 if allow_zero else t0 > 0.0
     if not (math.isfinite(t0) and low_ok and t0 < 1.0):
@@ -33,10 +35,10 @@ def check_start_time(t0: float, *, allow_zero: bool = True) -> float:
 
 
 def num_steps(t0: float, n: int) -> int:
-    """K = ceil((1 - t0) N): steps of size 1/N needed to go from t0 to 1."""
+    """K = ceil((1 - t0) N): steps of size 1/N needed to go from t0 to 1 (t0 validated by
+    ``check_start_time``)."""
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"number of steps N={n!r} must be a positive integer")
-    check_start_time(t0)
     return math.ceil((1 - exact_time(t0)) * int(n))
 
 
