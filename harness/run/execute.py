@@ -7,6 +7,7 @@ into the cache. ``build_record`` is the one place a cell's record is put togethe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,14 +64,12 @@ def run_cell(cell: Cell, method: Method, cache: Cache, progress: bool = True,
     an NFE-budget cell; both go through the one measurement path (harness.run.measure)."""
     ctx = cell_context(cell, cache, progress, memo)
     if not isinstance(cell, TimeCell):
-        return _run_steps(cell, ctx, method)
+        return _run_steps(cell, cell, ctx, method)
     choice = budgets.choose_steps(cell, ctx, method, time_fn)
     if not choice.selection.fits:
         return _too_small(cell, ctx, method, choice), None
-    record, samples = _run_steps(cell.at_steps(choice.selection.n_steps), ctx, method)
-    fields = budgets.outcome_fields(cell, ctx, method, choice, record.times)
-    return replace(record, cell=cell.to_dict(), budget=fields,
-                   identity=replace(record.identity, cell_id=cell.cell_id)), samples
+    return _run_steps(cell.at_steps(choice.selection.n_steps), cell, ctx, method,
+                      lambda times: budgets.outcome_fields(cell, ctx, method, choice, times))
 
 
 @dataclass
@@ -83,10 +82,12 @@ class Measured:
     bound: BoundCheck | None
 
 
-def _run_steps(cell: Cell, ctx: CellContext,
-               method: Method) -> tuple[CellRecord, np.ndarray]:
-    """Prepare the method at the cell's N, sample with counted NFE and timing, compute
-    metrics, check the speed-up bound."""
+def _run_steps(cell: Cell, recorded: Cell, ctx: CellContext, method: Method,
+               budget: Callable[[Times], Budget] | None = None,
+               ) -> tuple[CellRecord, np.ndarray]:
+    """Prepare the method at ``cell``'s N, sample with counted NFE and timing, compute
+    metrics, check the speed-up bound; the record is ``recorded``'s (the wall-clock cell
+    that chose this N, with its ``budget`` section from the measured times, or ``cell``)."""
     plan = method.prepare(ctx, cell.n_steps)
     cost = training_cost(ctx, plan)  # what the method needed, before the metrics
     measured = measure(cell, ctx, method, plan)
@@ -100,8 +101,9 @@ def _run_steps(cell: Cell, ctx: CellContext,
                         nfe_measured=measured.timed.nfe, nfe_ok=measured.nfe_ok,
                         deterministic=measured.timed.deterministic, nonfinite=nonfinite,
                         finalize=finalized)
-    record = build_record(cell, method, plan, sampling, measured.times, cost, values,
-                          bound=measured.bound)
+    record = build_record(recorded, method, plan, sampling, measured.times, cost, values,
+                          bound=measured.bound,
+                          budget=budget(measured.times) if budget is not None else None)
     return record, samples[: ctx.task.samples_kept].detach().cpu().numpy()
 
 
