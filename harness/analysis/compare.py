@@ -13,14 +13,15 @@ import argparse
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from harness.analysis.comparison import Comparison, norm_label
 from harness.analysis.speedup import ceil_speedup
 from harness.analysis.stats import GROUP, coerce_numeric, flag
 from harness.analysis.tolerances import Tol, Tolerances
@@ -31,15 +32,6 @@ from harness.records.store import read_cells, read_manifest
 from harness.roles import Role
 
 CELL = ["task", "method", "variant", "n_steps"]
-
-
-def _norm(value: Any) -> Any:
-    """A hashable, comparable label: NaN -> None, 20.0 -> 20, numpy scalars -> Python."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return None if math.isnan(value) else int(value) if value.is_integer() else value
-    return value
 
 
 def _num(value: Any) -> float:
@@ -54,116 +46,10 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    obj = _norm(obj)
-    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
-
-
-def _fmt(value: Any) -> str:
-    value = _norm(value)
-    if value is None:
-        return "–"
-    return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "\\|")
-
-
-@dataclass
-class Comparison:
-    """What changed from BASE to NEW. Entries are dicts with the keys of ``_entry``."""
-
-    base: str
-    new: str
-    alpha: float
-    tolerances: Tolerances
-    strict: bool = False
-    timing: str = "warn"  # "strict": timing changes are regressions, not warnings
-    compared: int = 0
-    regressions: list[dict[str, Any]] = field(default_factory=list)
-    improvements: list[dict[str, Any]] = field(default_factory=list)
-    unchanged: int = 0
-    added: list[dict[str, Any]] = field(default_factory=list)
-    removed: list[dict[str, Any]] = field(default_factory=list)
-    not_comparable: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    unfinished: list[str] = field(default_factory=list)  # said right under the header
-
-    def timing_change(self, entry: dict[str, Any], worse: bool) -> None:
-        """A change judged by timing alone: a warning (load noise must never fail CI by
-        itself) unless --timing strict; an improvement stays an improvement."""
-        if not worse:
-            self.improvements.append(entry)
-        elif self.timing == "strict":
-            self.regressions.append(entry)
-        else:
-            self.warnings.append(entry)
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.regressions else 0
-
-    def to_json(self) -> dict[str, Any]:
-        keys = ("base", "new", "alpha", "strict", "timing", "compared", "regressions",
-                "improvements", "unchanged", "added", "removed", "not_comparable", "warnings",
-                "unfinished", "notes")
-        out = {k: getattr(self, k) for k in keys}
-        return _jsonable({**out, "tolerances": self.tolerances.to_json(),
-                          "exit_code": self.exit_code})
-
-    def to_markdown(self) -> str:
-        n = len(self.regressions)
-        kinds = defaultdict(int)
-        for r in self.regressions:
-            kinds[r["kind"]] += 1
-        worse_quality = kinds.pop("quality", 0)
-        better_quality = sum(r["kind"] == "quality" for r in self.improvements)
-        other = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
-        lines = [f"# Comparison: {self.base} -> {self.new}", "",
-                 f"**{n} regression{'s' if n != 1 else ''}**: quality in {self.compared} "
-                 f"compared metric groups: {worse_quality} worse, {better_quality} better, "
-                 f"{self.unchanged} unchanged"
-                 + (f"; plus {other}" if other else "")
-                 + f". {len(self.warnings)} timing warning(s)"
-                 + (" (timing is judged strictly: --timing strict)" if self.timing == "strict"
-                    else " (never a regression unless --timing strict)")
-                 + f". Alpha {self.alpha:g}, tolerances: {self.tolerances.source}.", ""]
-        lines += [f"**Warning: {u}**" for u in self.unfinished] + ([""] if self.unfinished
-                                                                  else [])
-        cols = ["kind", "task", "method", "variant", "n_steps", "metric", "base", "new", "delta",
-                "tolerance", "p_value", "detail"]
-        head = [{"n_steps": "N", "p_value": "p"}.get(c, c) for c in cols]
-        for title, rows in (("Regressions", self.regressions),
-                            ("Improvements", self.improvements),
-                            ("Timing warnings", self.warnings)):
-            lines += [f"## {title}", ""]
-            if not rows:
-                lines += ["_None._", ""]
-                continue
-            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
-            lines.append("")
-        for title, rows in (("Not comparable", self.not_comparable),
-                            ("Added (only in new)", self.added),
-                            ("Removed (only in base)", self.removed)):
-            if rows:
-                lines += [f"## {title}", ""]
-                lines += [f"- {r['task']} / {r['method']} / {r['variant']} / N={_fmt(r['n_steps'])}"
-                          + (f" / {r['metric']}" if r.get("metric") else "")
-                          + (f": {r['detail']}" if r.get("detail") else "") for r in rows[:50]]
-                lines += [f"- ... and {len(rows) - 50} more"] if len(rows) > 50 else []
-                lines.append("")
-        if self.notes:
-            lines += ["## Notes", ""] + [f"- {note}" for note in self.notes] + [""]
-        return "\n".join(lines)
-
-
-def _entry(kind: str, key: tuple, metric: str | None, base: float, new: float,
+def _entry(kind: str, key: ConfigKey, metric: str | None, base: float, new: float,
            tolerance: float | None = None, p_value: float | None = None,
            detail: str = "") -> dict[str, Any]:
-    return {"kind": kind, **dict(zip(CELL, key[:4], strict=True)), "metric": metric,
+    return {"kind": kind, **key._asdict(), "metric": metric,
             "base": base, "new": new, "delta": _num(new) - _num(base), "tolerance": tolerance,
             "p_value": p_value, "detail": detail}
 
@@ -184,7 +70,7 @@ def _load(path: str | Path, side: str, out: Comparison) -> list[CellRecord]:
         raise type(exc)(f"{side} run: {exc}") from exc
 
 
-def _quality(key: tuple, xb: np.ndarray, xn: np.ndarray, hib: bool, tol: Tol, alpha: float,
+def _quality(key: GroupKey, xb: np.ndarray, xn: np.ndarray, hib: bool, tol: Tol, alpha: float,
              out: Comparison) -> None:
     """Classify one metric group as regression, improvement or unchanged."""
     mb, mn = float(xb.mean()), float(xn.mean())
@@ -209,97 +95,169 @@ def _quality(key: tuple, xb: np.ndarray, xn: np.ndarray, hib: bool, tol: Tol, al
     detail = (f"{'higher' if hib else 'lower'} is better; {xb.size} vs {xn.size} seeds, {how}; "
               f"tol rel {tol.rel:g} / abs {tol.abs:g}")
     (out.regressions if worse > 0 else out.improvements).append(
-        _entry("quality", key, key[4], mb, mn, allowed, p, detail))
+        _entry("quality", key.config, key.metric, mb, mn, allowed, p, detail))
+
+
+class ConfigKey(NamedTuple):
+    """One configuration of a run: what its seeds replicate."""
+
+    task: Any
+    method: Any
+    variant: Any
+    n_steps: Any
+
+
+class CellKey(NamedTuple):
+    """One cell: a configuration at one seed."""
+
+    config: ConfigKey
+    seed: Any
+
+
+class GroupKey(NamedTuple):
+    """One metric of one configuration: what quality is compared on."""
+
+    config: ConfigKey
+    metric: Any
+
+    def label(self) -> str:
+        return " / ".join(map(str, (*self.config, self.metric)))
+
+
+@dataclass
+class Side:
+    """One run as compare sees it: its cells (flat), metric groups and cells per config."""
+
+    cells: dict[CellKey, dict[str, Any]]
+    groups: dict[GroupKey, pd.DataFrame]
+    configs: dict[ConfigKey, list[dict[str, Any]]]
+
+    @classmethod
+    def of(cls, records: list[CellRecord]) -> Side:
+        flat = [r.flat() for r in records]
+        cells = {CellKey(_config_key(f), norm_label(f["seed"])): f for f in flat}
+        configs: dict[ConfigKey, list[dict[str, Any]]] = defaultdict(list)
+        for key, f in cells.items():
+            configs[key.config].append(f)
+        frame = coerce_numeric(pd.DataFrame([row for r in records for row in r.tidy_rows()],
+                                            columns=COLUMNS))
+        groups = {GroupKey(ConfigKey(*map(norm_label, k[:4])), norm_label(k[4])): g
+                  for k, g in frame.groupby(GROUP, dropna=False, sort=False)}
+        return cls(cells, groups, dict(configs))
+
+
+def _config_key(row: dict[str, Any]) -> ConfigKey:
+    return ConfigKey(*(norm_label(row.get(k)) for k in CELL))
 
 
 def compare_runs(base_dir: str | Path, new_dir: str | Path,
                  tolerances: Tolerances | None = None, alpha: float = 0.05,
                  strict: bool = False, timing: str = "warn",
                  named_metrics: tuple[str, ...] = ()) -> Comparison:
-    """Compare run NEW against run BASE; ``strict`` makes groups missing from NEW regressions."""
+    """Compare run NEW against run BASE; ``strict`` makes groups missing from NEW regressions.
+    Runs of an older schema version are migrated as they are read (harness.records.migrate),
+    so both sides are compared in this version's terms; a version this wsfm-bench cannot read
+    is refused by read_manifest, naming the side."""
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
-    tol = tolerances or Tolerances.default()
-    # Runs of an older schema version are migrated as they are read (harness.records.migrate),
-    # so both sides are compared in this version's terms; a version this wsfm-bench cannot
-    # read is refused by read_manifest, naming the side.
     if timing not in ("warn", "strict"):
         raise ConfigError(f"--timing {timing!r}: choose warn or strict")
+    tol = tolerances or Tolerances.default()
     out = Comparison(str(base_dir), str(new_dir), alpha, tol, strict, timing)
-    cb, cn = _load(base_dir, "base", out), _load(new_dir, "new", out)
-    cells = [{tuple(_norm(f.get(k)) for k in CELL + ["seed"]): f for f in map(CellRecord.flat, c)}
-             for c in (cb, cn)]
-    frames = [coerce_numeric(pd.DataFrame([row for r in c for row in r.tidy_rows()],
-                                          columns=COLUMNS)) for c in (cb, cn)]
-    groups = [{tuple(map(_norm, k)): g for k, g in f.groupby(GROUP, dropna=False, sort=False)}
-              for f in frames]
-    measured = sorted({k[4] for g in groups for k in g})
+    base, new = Side.of(_load(base_dir, "base", out)), Side.of(_load(new_dir, "new", out))
+    _check_overlap(base, new, base_dir, new_dir, named_metrics)
+    bad = _not_comparable(base, new, out)
+    _compare_quality(base, new, bad, tol, alpha, out)
+    _compare_presence(base, new, strict, out)
+    common = sorted(base.cells.keys() & new.cells.keys(), key=str)
+    _compare_cells(base, new, common, out)
+    warm = {k.config for k in common if new.cells[k].get("role") == Role.WARM_START}
+    _compare_timing(base, new, sorted(warm - bad, key=str), tol.wall_speedup_rel, out)
+    return out
+
+
+def _check_overlap(base: Side, new: Side, base_dir: str | Path, new_dir: str | Path,
+                   named_metrics: tuple[str, ...]) -> None:
+    """Refuse a --metric-tol for a metric neither run measures, and runs with nothing in
+    common."""
+    measured = sorted({k.metric for side in (base, new) for k in side.groups}, key=str)
     for name in named_metrics:
         if name not in measured:
             raise ConfigError(f"--metric-tol names metric {name!r}, which neither run measures; "
                               f"they measure: {', '.join(map(str, measured)) or 'nothing'}")
-    if not groups[0].keys() & groups[1].keys():
+    if not base.groups.keys() & new.groups.keys():
+        def tasks(side: Side) -> list[Any]:
+            return sorted({k.config.task for k in side.groups}, key=str)
+
         raise RunDirError(
             f"the runs have no (task, method, variant, N, metric) group in common: nothing to "
-            f"compare (base {base_dir}: {len(groups[0])} groups of tasks "
-            f"{sorted({k[0] for k in groups[0]}, key=str)}; new {new_dir}: {len(groups[1])} "
-            f"groups of tasks {sorted({k[0] for k in groups[1]}, key=str)})")
-    by_cell: list[dict[tuple, list[dict]]] = [defaultdict(list), defaultdict(list)]
-    for side, c in zip(by_cell, cells, strict=True):
-        for k, r in c.items():
-            side[k[:4]].append(r)
+            f"compare (base {base_dir}: {len(base.groups)} groups of tasks {tasks(base)}; new "
+            f"{new_dir}: {len(new.groups)} groups of tasks {tasks(new)})")
 
-    # Comparability: n_eval and n_samples must agree per (task, method, variant, N).
-    bad: set[tuple] = set()
-    for key in sorted(by_cell[0].keys() & by_cell[1].keys(), key=str):
+
+def _not_comparable(base: Side, new: Side, out: Comparison) -> set[ConfigKey]:
+    """Configurations whose n_eval or n_samples differ between the runs (not compared)."""
+    bad: set[ConfigKey] = set()
+    for key in sorted(base.configs.keys() & new.configs.keys(), key=str):
         for col in ("n_eval", "n_samples"):
-            vals = [sorted({_norm(r.get(col)) for r in c[key]}, key=str) for c in by_cell]
+            vals = [sorted({norm_label(r.get(col)) for r in side.configs[key]}, key=str)
+                    for side in (base, new)]
             if vals[0] != vals[1]:
                 bad.add(key)
-                why = f"{col} {vals[0]} in base vs {vals[1]} in new"
-                out.not_comparable.append({**dict(zip(CELL, key, strict=True)), "detail": why})
+                out.not_comparable.append({**key._asdict(), "detail": f"{col} {vals[0]} in "
+                                                                      f"base vs {vals[1]} in new"})
+    return bad
 
-    # Quality, one metric group at a time.
+
+def _compare_quality(base: Side, new: Side, bad: set[ConfigKey], tol: Tolerances,
+                     alpha: float, out: Comparison) -> None:
+    """Quality, one metric group at a time (harness.analysis.compare._quality)."""
     one_seed = 0
-    for key in sorted(groups[0].keys() & groups[1].keys(), key=str):
-        if key[:4] in bad:
+    for key in sorted(base.groups.keys() & new.groups.keys(), key=str):
+        if key.config in bad:
             continue
-        gb, gn = groups[0][key], groups[1][key]
+        gb, gn = base.groups[key], new.groups[key]
         xb, xn = (g["value"].to_numpy(float) for g in (gb, gn))
         xb, xn = xb[np.isfinite(xb)], xn[np.isfinite(xn)]
         if not xb.size or not xn.size:
-            out.notes.append(f"{' / '.join(map(str, key))}: no finite values on one side")
+            out.notes.append(f"{key.label()}: no finite values on one side")
             continue
         hib = [f for f in map(flag, pd.concat([gb, gn])["higher_is_better"]) if f is not None]
         out.compared += 1
         one_seed += min(xb.size, xn.size) < 2
         _quality(key, xb, xn, bool(hib) and 2 * sum(hib) >= len(hib),
-                 tol.for_metric(str(key[4])), alpha, out)
+                 tol.for_metric(str(key.metric)), alpha, out)
     if one_seed:
         out.notes.append(f"{one_seed} group(s) had a single seed on a side: decided by the "
                          "tolerance alone (no t-test); run more seeds for a significance test")
-    for side, keys, target in (("base", groups[0].keys() - groups[1].keys(), out.removed),
-                               ("new", groups[1].keys() - groups[0].keys(), out.added)):
-        target += [{**dict(zip(GROUP, k, strict=True)), "detail": f"only in {side}"}
+
+
+def _compare_presence(base: Side, new: Side, strict: bool, out: Comparison) -> None:
+    """Groups only in one run; with ``strict``, those missing from NEW are regressions."""
+    for side, keys, target in (("base", base.groups.keys() - new.groups.keys(), out.removed),
+                               ("new", new.groups.keys() - base.groups.keys(), out.added)):
+        target += [{**k.config._asdict(), "metric": k.metric, "detail": f"only in {side}"}
                    for k in sorted(keys, key=str)]
     if strict:
-        out.regressions += [_entry("missing", tuple(r[c] for c in CELL), r["metric"], math.nan,
-                                   math.nan, detail="in base, missing from new (--strict)")
+        out.regressions += [_entry("missing", _config_key(r), r["metric"], math.nan, math.nan,
+                                   detail="in base, missing from new (--strict)")
                             for r in out.removed]
 
-    # NFE and the speed-up bound: exact, per cell (same seed).
-    common = sorted(cells[0].keys() & cells[1].keys(), key=str)
+
+def _compare_cells(base: Side, new: Side, common: list[CellKey], out: Comparison) -> None:
+    """NFE and the NFE speed-up bound: exact, per cell (same seed); absolute times as
+    information."""
     ratios, n_warm, flips = [], 0, 0
     for key in common:
-        b, n = cells[0][key], cells[1][key]
-        seed = f"seed {key[4]}"
+        b, n = base.cells[key], new.cells[key]
+        seed = f"seed {key.seed}"
         nb, nn = _num(b.get("nfe_measured")), _num(n.get("nfe_measured"))
         if not (nb == nn or (math.isnan(nb) and math.isnan(nn))):
-            out.regressions.append(_entry("nfe", key, "nfe_measured", nb, nn, 0.0, None,
+            out.regressions.append(_entry("nfe", key.config, "nfe_measured", nb, nn, 0.0, None,
                                           f"NFE accounting changed ({seed})"))
         if flag(n.get("nfe_ok")) is False:
             why = f"NFE accounting changed: nfe_ok False in new ({seed})"
-            out.regressions.append(_entry("nfe", key, "nfe_ok", nb, nn, None, None, why))
+            out.regressions.append(_entry("nfe", key.config, "nfe_ok", nb, nn, None, None, why))
         tb, tn = _num(b.get("time_s")), _num(n.get("time_s"))
         if tb > 0 and math.isfinite(tn):
             ratios.append(tn / tb)
@@ -308,35 +266,14 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
             continue
         n_warm += 1
         theory = _num(n.get("nfe_speedup_theory"))
-        theory = ceil_speedup(n.get("t0"), key[3]) if math.isnan(theory) else theory
+        theory = ceil_speedup(n.get("t0"), key.config.n_steps) if math.isnan(theory) else theory
         if not math.isnan(theory) and abs(sn - theory) > 1e-9 * max(1.0, abs(theory)):
-            out.regressions.append(_entry("bound", key, "nfe_speedup", theory, sn, 0.0, None,
-                                          f"speed-up bound broken: NFE speed-up {sn:.6g} != "
-                                          f"N/ceil((1-t0)N) = {theory:.6g} ({seed})"))
+            out.regressions.append(_entry("bound", key.config, "nfe_speedup", theory, sn, 0.0,
+                                          None, f"speed-up bound broken: NFE speed-up {sn:.6g} "
+                                          f"!= N/ceil((1-t0)N) = {theory:.6g} ({seed})"))
         # A single cell's wall-clock verdict flips with timing noise: counted, and judged
-        # per group below against the timing tolerance.
+        # per group against the timing tolerance (_compare_timing).
         flips += flag(b.get("bound_ok")) is True and flag(n.get("bound_ok")) is False
-
-    # Timing: wall_speedup (a within-run ratio) per warm-start group, mean over seeds.
-    rel = tol.wall_speedup_rel
-    warm = {k[:4] for k in common if cells[1][k].get("role") == Role.WARM_START}
-    for key in sorted(warm - bad, key=str):
-        wb, wn = (_mean([_num(r.get("wall_speedup")) for r in c[key]]) for c in by_cell)
-        if not (math.isfinite(wb) and math.isfinite(wn)):
-            continue
-        if wn < wb * (1 - rel) or wn > wb * (1 + rel):
-            why = f"{'dropped' if wn < wb else 'rose'} beyond rel {rel:g} (within-run ratio)"
-            out.timing_change(_entry("timing", key, "wall_speedup", wb, wn, wb * rel, None,
-                                     why), worse=wn < wb)
-        # The wall-clock bound, per group: measured speed-up over S_wall (both from one run).
-        eb, en = (_mean([_num(r.get("wall_speedup")) / _num(r.get("wall_bound"))
-                         for r in c[key]]) for c in by_cell)
-        if math.isfinite(en) and en < 1 - rel and not (math.isfinite(eb) and eb < 1 - rel):
-            out.timing_change(_entry(
-                "bound", key, "wall_speedup/S_wall", eb, en, rel, None,
-                f"speed-up bound broken: measured wall-clock speed-up is {en:.3g} of S_wall "
-                f"(mean over seeds), short by more than the timing tolerance {rel:g}"),
-                worse=True)
     out.notes.append(f"checked NFE on {len(common)} matched cells and the speed-up bound on "
                      f"{n_warm} warm-start cells")
     if flips:
@@ -347,7 +284,29 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
         out.notes.append(f"time_s new/base over {len(ratios)} cells: median "
                          f"{float(np.median(ratios)):.3g}x (range {min(ratios):.3g}-"
                          f"{max(ratios):.3g}x); information only, never a regression")
-    return out
+
+
+def _compare_timing(base: Side, new: Side, warm: list[ConfigKey], rel: float,
+                    out: Comparison) -> None:
+    """Per warm-start configuration: wall_speedup (a within-run ratio, mean over seeds) and
+    the wall-clock bound (measured speed-up over S_wall), against the timing tolerance."""
+    for key in warm:
+        wb, wn = (_mean([_num(r.get("wall_speedup")) for r in side.configs[key]])
+                  for side in (base, new))
+        if not (math.isfinite(wb) and math.isfinite(wn)):
+            continue
+        if wn < wb * (1 - rel) or wn > wb * (1 + rel):
+            why = f"{'dropped' if wn < wb else 'rose'} beyond rel {rel:g} (within-run ratio)"
+            out.timing_change(_entry("timing", key, "wall_speedup", wb, wn, wb * rel, None,
+                                     why), worse=wn < wb)
+        eb, en = (_mean([_num(r.get("wall_speedup")) / _num(r.get("wall_bound"))
+                         for r in side.configs[key]]) for side in (base, new))
+        if math.isfinite(en) and en < 1 - rel and not (math.isfinite(eb) and eb < 1 - rel):
+            out.timing_change(_entry(
+                "bound", key, "wall_speedup/S_wall", eb, en, rel, None,
+                f"speed-up bound broken: measured wall-clock speed-up is {en:.3g} of S_wall "
+                f"(mean over seeds), short by more than the timing tolerance {rel:g}"),
+                worse=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
