@@ -229,114 +229,175 @@ def versus_draft(pick: Config, alone: Config, seeds: list[int], hib: bool, margi
             "state": state, "n": test.n}
 
 
-def task_headline(frame: pd.DataFrame, task: str, metric: str, rules: Rules,
-                  manifest: Mapping[str, Any]) -> tuple[list[dict], list[str]]:
-    """``headline`` for one task's rows of its primary metric."""
+@dataclass
+class TaskEvidence:
+    """What one task's headline is judged on: its configurations of the primary metric, the
+    seeds that choose settings and those that report them, full FM's best configuration and
+    the reference chosen from its frontier, the margin, and each draft alone."""
+
+    task: str
+    metric: str
+    hib: bool
+    selection: list[int]
+    evaluation: list[int]
+    configs: list[Config]
+    floors: dict[str | None, Config]
+    best: Config | None
+    margin: float = math.nan
+    reference: Config | None = None
+    reference_wall: Config | None = None
+
+    @property
+    def chosen_on(self) -> list[int]:
+        """Where settings are chosen: the selection seeds (else, no claim, the evaluation)."""
+        return self.selection or self.evaluation
+
+
+def task_evidence(frame: pd.DataFrame, task: str, metric: str, rules: Rules,
+                  manifest: Mapping[str, Any]) -> TaskEvidence:
+    """One task's evidence (rows of its primary metric): the reference is the cheapest of
+    the reference methods' configurations within the margin of their best (chosen on the
+    selection seeds), by NFE and, for the wall-clock speed-up, by time."""
     hib = higher_is_better(frame)
     selection, evaluation = seeds_by_role(manifest, task,
                                           sorted(frame["seed"].dropna().astype(int).unique()))
-    chosen_on = selection or evaluation  # no selection seeds: chosen on the evaluation ones
     all_configs = configs(frame)
     full = [c for c in all_configs if c.role == Role.REFERENCE]
-    drafts_alone = {c.draft: c for c in all_configs if c.role == Role.FLOOR}
-    warm = frame[frame["role"] == Role.WARM_START]
-    notes: list[str] = []
-    best = _best(full, chosen_on, hib)
-    groups = sorted({(str(m), str(d)) for m, d in zip(warm["method"], warm["draft"],
-                                                      strict=True)})
-    titles = {str(m): str(t) for m, t in zip(warm["method"], warm["title"], strict=True)}
-    if best is None:
-        why = f"no reference (full model) cells measure {metric}: nothing to compare with"
-        rows = [_row(task, m, titles[m], d, metric, hib) | {"reason": why} for m, d in groups]
-        return rows, [f"{task}: no cells of a reference (full model) method, so no reference "
-                      "and no headline."]
-    margin = rules.margin_for(metric).allowed(best.mean(chosen_on))
-    ref = cheapest_within_margin(full, best, chosen_on, hib, margin) or best
-    ref_wall = cheapest_within_margin(full, best, chosen_on, hib, margin, by_time=True) or best
+    ev = TaskEvidence(task, metric, hib, selection, evaluation, all_configs,
+                      {c.draft: c for c in all_configs if c.role == Role.FLOOR},
+                      _best(full, selection or evaluation, hib))
+    if ev.best is not None:
+        ev.margin = rules.margin_for(metric).allowed(ev.best.mean(ev.chosen_on))
+        ev.reference = cheapest_within_margin(full, ev.best, ev.chosen_on, hib,
+                                              ev.margin) or ev.best
+        ev.reference_wall = cheapest_within_margin(full, ev.best, ev.chosen_on, hib, ev.margin,
+                                                   by_time=True) or ev.best
+    return ev
 
-    rows, chosen = [], []
-    for method, draft in groups:
-        row = _row(task, method, titles[method], draft, metric, hib)
-        row.update(reference=ref.label(), reference_wall=ref_wall.label(), margin=margin,
-                   n_selection_seeds=len(selection), n_evaluation_seeds=len(evaluation),
-                   reference_mean=_num(ref.mean(evaluation)))
-        cands = [c for c in all_configs if c.method == method and c.draft == draft]
-        pick = cheapest_within_margin(cands, ref, chosen_on, hib, margin)
-        if pick is None:
-            pick = _best(cands, chosen_on, hib)
-            row["reason"] = ("no setting was within the margin on the selection seeds; the "
-                             "best one is judged")
-        if pick is None:
-            row["reason"] = "no finite values"
-            rows.append(row)
-            chosen.append(None)
-            continue
-        row.update(variant=pick.variant, t0=_num(pick.t0), n_budget=_int(pick.n_steps),
-                   k_steps=_int(pick.k_steps), nfe=_num(pick.nfe),
-                   mean=_num(pick.mean(evaluation)))
-        alone = drafts_alone.get(draft)
-        row["draft_mean"] = None if alone is None else _num(alone.mean(evaluation))
-        if alone is not None:
-            row["versus_draft"] = versus_draft(pick, alone, evaluation, hib, margin, rules.alpha)
-        nfe_ratio = ref.nfe / pick.nfe if pick.nfe else math.nan
-        wall, interval = _bootstrap_ratio(ref_wall.times[ref_wall.times.index.isin(evaluation)],
-                                          pick.times[pick.times.index.isin(evaluation)])
-        row.update(speedup_nfe=_num(nfe_ratio), speedup_wall=_num(wall), interval=interval)
-        rows.append(row)
-        chosen.append(pick)
 
-    # Evaluation: the drafts alone and the chosen settings, one Holm family per task.
-    draft_names = sorted({r["draft"] for r in rows})
-    tests = {("draft", d): paired_test(drafts_alone[d].on(evaluation), ref.on(evaluation), hib,
-                                       margin) for d in draft_names if d in drafts_alone}
-    for i, pick in enumerate(chosen):
+def choose_setting(ev: TaskEvidence, method: str, title: str, draft: str,
+                   alpha: float) -> tuple[dict[str, Any], Config | None]:
+    """A warm start's headline row and the setting chosen for it on the selection seeds (the
+    cheapest within the margin of the reference, else its best), with its draft alone, its
+    speed-ups and how it compares with its draft; the verdict comes later (``judge``)."""
+    row = _row(ev.task, method, title, draft, ev.metric, ev.hib)
+    ref, evaluation = ev.reference, ev.evaluation
+    row.update(reference=ref.label(), reference_wall=ev.reference_wall.label(),
+               margin=ev.margin, n_selection_seeds=len(ev.selection),
+               n_evaluation_seeds=len(evaluation), reference_mean=_num(ref.mean(evaluation)))
+    cands = [c for c in ev.configs if c.method == method and c.draft == draft]
+    pick = cheapest_within_margin(cands, ref, ev.chosen_on, ev.hib, ev.margin)
+    if pick is None:
+        pick = _best(cands, ev.chosen_on, ev.hib)
+        row["reason"] = ("no setting was within the margin on the selection seeds; the best "
+                         "one is judged")
+    if pick is None:
+        row["reason"] = "no finite values"
+        return row, None
+    row.update(variant=pick.variant, t0=_num(pick.t0), n_budget=_int(pick.n_steps),
+               k_steps=_int(pick.k_steps), nfe=_num(pick.nfe), mean=_num(pick.mean(evaluation)))
+    alone = ev.floors.get(draft)
+    if alone is not None:
+        row["draft_mean"] = _num(alone.mean(evaluation))
+        row["versus_draft"] = versus_draft(pick, alone, evaluation, ev.hib, ev.margin, alpha)
+    wall = ev.reference_wall.times
+    ratio, interval = _bootstrap_ratio(wall[wall.index.isin(evaluation)],
+                                       pick.times[pick.times.index.isin(evaluation)])
+    row.update(speedup_nfe=_num(ref.nfe / pick.nfe if pick.nfe else math.nan),
+               speedup_wall=_num(ratio), interval=interval)
+    return row, pick
+
+
+def judge(ev: TaskEvidence, rows: list[dict[str, Any]], picks: list[Config | None],
+          alpha: float) -> dict[str, str]:
+    """The verdicts of a task's rows, on the evaluation seeds: each draft alone and each chosen
+    setting against the reference, Holm-adjusted over these tests; returns each draft alone's
+    state ("non-inferior", "close", "inferior", "unclear")."""
+    evaluation, ref = ev.evaluation, ev.reference
+    drafts = sorted({r["draft"] for r in rows})
+    tests = {("draft", d): paired_test(ev.floors[d].on(evaluation), ref.on(evaluation), ev.hib,
+                                       ev.margin) for d in drafts if d in ev.floors}
+    for i, pick in enumerate(picks):
         if pick is not None:
-            tests[("row", i)] = paired_test(pick.on(evaluation), ref.on(evaluation), hib, margin)
+            tests[("row", i)] = paired_test(pick.on(evaluation), ref.on(evaluation), ev.hib,
+                                            ev.margin)
     keys = list(tests)
     adj_ni = dict(zip(keys, holm([tests[k].p_noninferior for k in keys]), strict=True))
     adj_inf = dict(zip(keys, holm([tests[k].p_inferior for k in keys]), strict=True))
-    floor = {d: floor_state(tests[("draft", d)], adj_ni[("draft", d)],
-                            adj_inf[("draft", d)], margin, rules.alpha)
-             for d in draft_names if ("draft", d) in tests}
-    suffices = {d for d, state in floor.items() if state in ("non-inferior", "close")}
+    floor = {d: floor_state(tests[("draft", d)], adj_ni[("draft", d)], adj_inf[("draft", d)],
+                            ev.margin, alpha) for d in drafts if ("draft", d) in tests}
     for i, row in enumerate(rows):
         key = ("row", i)
-        if key not in tests:
-            continue
-        row["p_value"] = _num(adj_ni[key])
-        own = verdict(adj_ni[key], adj_inf[key], rules.alpha)
-        if row["draft"] not in floor:
-            row["reason"] = (f"no cells of the {row['draft']} draft alone: the floor is "
-                             "untested (add a floor method, the draft alone, with this draft)")
-        elif row["draft"] in suffices:
-            row["verdict"] = "draft-alone-suffices"
-            row["reason"] = (f"the {row['draft']} draft alone is "
-                             + ("non-inferior to the reference" if floor[row["draft"]]
-                                == "non-inferior" else "not shown worse than the reference "
-                                "and within the margin on average") + ": not a WS-FM speed-up")
-        elif not selection:
-            row["reason"] = ("settings were chosen on the evaluation seeds (the suite has no "
-                             "selection_seeds): no claim")
-        elif tests[key].n < 2:
-            row["reason"] = "fewer than 2 evaluation seeds with values on both sides"
-        elif own == "non-inferior" and floor[row["draft"]] != "inferior":
-            row["reason"] = (f"the {row['draft']} draft alone is not shown worse than the "
-                             "reference, so the speed-up cannot be credited to WS-FM")
-        else:
-            row["verdict"] = own
-    for d in sorted(suffices):
-        how = ("non-inferior to" if floor[d] == "non-inferior" else
-               "not shown worse than, and on average within the margin of,")
-        notes.append(f"{task} does not test WS-FM with the {d} draft: that draft alone is "
-                     f"already {how} full FM's reference ({metric}, margin {margin:.4g}).")
-    for d in draft_names:
-        alone = drafts_alone.get(d)
-        if alone is not None and math.isfinite(alone.mean(evaluation)) and (
-                (alone.mean(evaluation) > best.mean(evaluation)) == hib
-                and alone.mean(evaluation) != best.mean(evaluation)):
+        if key in tests:
+            row["p_value"] = _num(adj_ni[key])
+            own = verdict(adj_ni[key], adj_inf[key], alpha)
+            row["verdict"], why = _verdict(own, floor.get(row["draft"]), row["draft"],
+                                           bool(ev.selection), tests[key].n)
+            row["reason"] = why or row["reason"]
+    return floor
+
+
+def _verdict(own: str, floor: str | None, draft: str, selected: bool,
+             n: int) -> tuple[str, str]:
+    """(verdict, reason) of a row whose own test says ``own``, given its draft alone's state
+    ``floor`` (None: not run), whether settings were chosen on selection seeds, and ``n``
+    evaluation seeds with values on both sides."""
+    if floor is None:
+        return "inconclusive", (f"no cells of the {draft} draft alone: the floor is untested "
+                                "(add a floor method, the draft alone, with this draft)")
+    if floor in ("non-inferior", "close"):
+        how = ("non-inferior to the reference" if floor == "non-inferior" else
+               "not shown worse than the reference and within the margin on average")
+        return "draft-alone-suffices", f"the {draft} draft alone is {how}: not a WS-FM speed-up"
+    if not selected:
+        return "inconclusive", ("settings were chosen on the evaluation seeds (the suite has no "
+                                "selection_seeds): no claim")
+    if n < 2:
+        return "inconclusive", "fewer than 2 evaluation seeds with values on both sides"
+    if own == "non-inferior" and floor != "inferior":
+        return "inconclusive", (f"the {draft} draft alone is not shown worse than the "
+                                "reference, so the speed-up cannot be credited to WS-FM")
+    return own, ""
+
+
+def task_notes(ev: TaskEvidence, floor: dict[str, str]) -> list[str]:
+    """What the headline should say about a task beside its rows: drafts that make it no
+    test of WS-FM, a full model that its draft beats, no selection seeds."""
+    notes = []
+    for d, state in sorted(floor.items()):
+        if state in ("non-inferior", "close"):
+            how = ("non-inferior to" if state == "non-inferior" else
+                   "not shown worse than, and on average within the margin of,")
+            notes.append(f"{ev.task} does not test WS-FM with the {d} draft: that draft alone is "
+                         f"already {how} full FM's reference ({ev.metric}, margin "
+                         f"{ev.margin:.4g}).")
+    best = ev.best.mean(ev.evaluation)
+    for d in sorted(floor):
+        alone = ev.floors[d].mean(ev.evaluation)
+        if math.isfinite(alone) and alone != best and (alone > best) == ev.hib:
             notes.append(f"The {d} draft alone scores better than full FM's best configuration "
-                         f"on {task}: the full model is under-trained for this comparison.")
-    if not selection:
-        notes.append(f"{task}: no selection seeds, so settings were chosen on the evaluation "
+                         f"on {ev.task}: the full model is under-trained for this comparison.")
+    if not ev.selection:
+        notes.append(f"{ev.task}: no selection seeds, so settings were chosen on the evaluation "
                      "seeds and no row makes a claim (set selection_seeds in the suite).")
-    return rows, notes
+    return notes
+
+
+def task_headline(frame: pd.DataFrame, task: str, metric: str, rules: Rules,
+                  manifest: Mapping[str, Any]) -> tuple[list[dict], list[str]]:
+    """``headline`` for one task's rows of its primary metric."""
+    ev = task_evidence(frame, task, metric, rules, manifest)
+    warm = frame[frame["role"] == Role.WARM_START]
+    groups = sorted({(str(m), str(d)) for m, d in zip(warm["method"], warm["draft"],
+                                                      strict=True)})
+    titles = {str(m): str(t) for m, t in zip(warm["method"], warm["title"], strict=True)}
+    if ev.best is None:
+        why = f"no reference (full model) cells measure {metric}: nothing to compare with"
+        rows = [_row(task, m, titles[m], d, metric, ev.hib) | {"reason": why}
+                for m, d in groups]
+        return rows, [f"{task}: no cells of a reference (full model) method, so no reference "
+                      "and no headline."]
+    chosen = [choose_setting(ev, m, titles[m], d, rules.alpha) for m, d in groups]
+    rows = [row for row, _ in chosen]
+    floor = judge(ev, rows, [pick for _, pick in chosen], rules.alpha)
+    return rows, task_notes(ev, floor)
