@@ -177,6 +177,61 @@ def _hint(message: str, unreachable: bool) -> str:
     return "check that the server speaks the OpenAI chat-completions API"
 
 
+class _Batch:
+    """One complete_all call: its answers, the first failures, and the stop flag its worker
+    threads share."""
+
+    def __init__(self, client: ChatClient, prompts: list[str], retries: int, backoff_s: float,
+                 keep_on_failure: bool, counts: Counts) -> None:
+        self.client, self.prompts, self.counts = client, prompts, counts
+        self.retries, self.backoff_s, self.keep_on_failure = retries, backoff_s, keep_on_failure
+        self.results: list[str | None] = [None] * len(prompts)
+        self.errors: dict[int, str] = {}
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    def fail(self, index: int, message: str, whole_run: bool) -> None:
+        self.counts.add("failed_items")
+        if self.keep_on_failure and not whole_run:
+            self.counts.add("kept_drafts")
+            return
+        if not whole_run:
+            message += '; or set on_failure = "keep-draft" to keep such drafts unrefined'
+        with self.lock:
+            self.errors[index] = message
+        self.stop.set()
+
+    def one(self, index: int) -> None:
+        """Ask for item ``index`` until an answer, a final failure, or the batch stops."""
+        last, wait, unreachable = "", 0.0, False
+        for attempt in range(self.retries + 1):
+            if self.stop.is_set():
+                return
+            if attempt:
+                self.counts.add("retries")
+                delay = min(self.backoff_s * 2 ** (attempt - 1), MAX_WAIT_S)
+                if self.stop.wait(max(delay, min(wait, MAX_WAIT_S))):
+                    return
+            try:
+                answer = normalise(self.client.complete(self.prompts[index], self.counts))
+            except _Retry as exc:
+                last, wait, unreachable = str(exc), exc.wait, exc.unreachable
+                continue
+            except (_ItemFailed, _Fatal) as exc:
+                self.fail(index, f"item {index}: {exc} (not retried)",
+                          whole_run=isinstance(exc, _Fatal))
+                return
+            wait = 0.0
+            if answer:
+                self.results[index] = answer
+                return
+            self.counts.add("empty_answers")
+            last, unreachable = "empty answer (nothing left after normalising)", False
+        tries = f"{self.retries + 1} attempt{'s' if self.retries else ''}"
+        self.fail(index, f"item {index} failed after {tries}: {last}; "
+                         f"{_hint(last, unreachable)}", whole_run=unreachable)
+
+
 def complete_all(
     client: ChatClient,
     prompts: list[str],
@@ -190,59 +245,13 @@ def complete_all(
     """Normalised answers in the prompts' order; None where an item failed and
     ``keep_on_failure`` is set. Otherwise the first failed item (lowest index) raises
     LLMRefinerError once the requests in flight have finished; unsent ones are not sent."""
-    results: list[str | None] = [None] * len(prompts)
-    errors: dict[int, str] = {}
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def fail(index: int, message: str, whole_run: bool) -> None:
-        counts.add("failed_items")
-        if keep_on_failure and not whole_run:
-            counts.add("kept_drafts")
-            return
-        if not whole_run:
-            message += '; or set on_failure = "keep-draft" to keep such drafts unrefined'
-        with lock:
-            errors[index] = message
-        stop.set()
-
-    def one(index: int) -> None:
-        last, wait, unreachable = "", 0.0, False
-        for attempt in range(retries + 1):
-            if stop.is_set():
-                return
-            if attempt:
-                counts.add("retries")
-                delay = min(backoff_s * 2 ** (attempt - 1), MAX_WAIT_S)
-                if stop.wait(max(delay, min(wait, MAX_WAIT_S))):
-                    return
-            try:
-                answer = normalise(client.complete(prompts[index], counts))
-            except _Retry as exc:
-                last, wait, unreachable = str(exc), exc.wait, exc.unreachable
-                continue
-            except _ItemFailed as exc:
-                fail(index, f"item {index}: {exc} (not retried)", whole_run=False)
-                return
-            except _Fatal as exc:
-                fail(index, f"item {index}: {exc} (not retried)", whole_run=True)
-                return
-            wait = 0.0
-            if answer:
-                results[index] = answer
-                return
-            counts.add("empty_answers")
-            last, unreachable = "empty answer (nothing left after normalising)", False
-        tries = f"{retries + 1} attempt{'s' if retries else ''}"
-        fail(index, f"item {index} failed after {tries}: {last}; {_hint(last, unreachable)}",
-             whole_run=unreachable)
-
+    batch = _Batch(client, prompts, retries, backoff_s, keep_on_failure, counts)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-http") as pool:
-        for future in [pool.submit(one, i) for i in range(len(prompts))]:
+        for future in [pool.submit(batch.one, i) for i in range(len(prompts))]:
             future.result()  # re-raises a bug in ``one`` itself
-    if errors:
-        first = min(errors)
-        more = f" ({len(errors) - 1} more item(s) failed)" if len(errors) > 1 else ""
-        raise LLMRefinerError(f"llm-http refiner at {client.url}: {errors[first]}{more}")
-    return results
+    if batch.errors:
+        first = min(batch.errors)
+        more = f" ({len(batch.errors) - 1} more item(s) failed)" if len(batch.errors) > 1 else ""
+        raise LLMRefinerError(f"llm-http refiner at {client.url}: {batch.errors[first]}{more}")
+    return batch.results
 
