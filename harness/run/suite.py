@@ -211,59 +211,15 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
             raise ConfigError(f"{source}: needs at least one [[{key}]] entry")
     if "budgets" not in data:
         raise ConfigError(f"{source}: needs budgets = [N, ...] (steps of the full grid)")
-
-    task_list, task_settings = [], {}
-    for entry in data["tasks"]:
-        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
-        if "name" not in entry:
-            raise ConfigError(f"{source}: a [[tasks]] entry has no name")
-        name = entry.pop("name")
-        settings = {k: entry.pop(k) for k in TASK_SETTINGS if k in entry}
-        where = f"{source}: task {name!r}"
-        for key in ("n_samples", "n_eval", "repeats"):
-            if key in settings:
-                positive_int(settings[key], f"{where}: {key}")
-        if "budgets" in settings:
-            settings["budgets"] = positive_int_list(settings["budgets"], f"{where}: budgets")
-        if "time_budgets" in settings:
-            settings["time_budgets"] = time_budget_list(settings["time_budgets"],
-                                                        f"{where}: time_budgets")
-        if "time_batch" in settings:
-            positive_int(settings["time_batch"], f"{where}: time_batch")
-        if "seeds" in settings:
-            settings["seeds"] = seed_list(settings["seeds"], f"{where}: seeds")
-        if "selection_seeds" in settings:
-            settings["selection_seeds"] = seed_list(settings["selection_seeds"],
-                                                 f"{where}: selection_seeds", empty=True)
-        if settings:
-            task_settings[name] = settings
-        task_list.append((name, entry))
-
-    method_list = []
-    for entry in data["methods"]:
-        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
-        if "name" not in entry:
-            raise ConfigError(f"{source}: a [[methods]] entry has no name")
-        name = entry.pop("name")
-        only = entry.pop("tasks", None)
-        budgets = entry.pop("budgets", None)
-        if budgets is not None:
-            budgets = positive_int_list(budgets, f"{source}: budgets of method {name!r}")
-        time_budgets = entry.pop("time_budgets", None)
-        if time_budgets is not None:
-            time_budgets = time_budget_list(time_budgets,
-                                            f"{source}: time_budgets of method {name!r}")
-        for options in _expand(entry):
-            method_list.append(MethodSpec(name, options, only, budgets, time_budgets))
-
+    task_list, task_settings = _parse_tasks(data["tasks"], source)
     suite = Suite(
         name=str(data.get("name", Path(source).stem)),
         tasks=task_list,
-        methods=method_list,
+        methods=_parse_methods(data["methods"], source),
         budgets=positive_int_list(data["budgets"], f"{source}: budgets"),
         seeds=seed_list(data.get("seeds", [0, 1, 2]), f"{source}: seeds"),
         selection_seeds=seed_list(data.get("selection_seeds", []), f"{source}: selection_seeds",
-                               empty=True),
+                                  empty=True),
         device=str(data.get("device", "cpu")),
         n_samples=positive_int(data.get("n_samples", 2000), f"{source}: n_samples"),
         n_eval=positive_int(data.get("n_eval", 2000), f"{source}: n_eval"),
@@ -284,6 +240,57 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
     )
     validate(suite, source)
     return suite
+
+
+def _entry_name(entry: Any, kind: str, source: str) -> tuple[str, dict[str, Any]]:
+    """(name, the rest) of a [[tasks]] or [[methods]] entry (a bare name is one too)."""
+    entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+    if "name" not in entry:
+        raise ConfigError(f"{source}: a [[{kind}]] entry has no name")
+    return entry.pop("name"), entry
+
+
+def _parse_tasks(entries: list[Any], source: str) -> tuple[list[tuple[str, dict[str, Any]]],
+                                                          dict[str, dict[str, Any]]]:
+    """The [[tasks]]: (name, task options) in order, and each task's own settings
+    (TASK_SETTINGS), checked."""
+    task_list, task_settings = [], {}
+    for entry in entries:
+        name, options = _entry_name(entry, "tasks", source)
+        settings = {k: options.pop(k) for k in TASK_SETTINGS if k in options}
+        where = f"{source}: task {name!r}"
+        for key in ("n_samples", "n_eval", "repeats", "time_batch"):
+            if key in settings:
+                positive_int(settings[key], f"{where}: {key}")
+        for key, check in (("budgets", positive_int_list), ("time_budgets", time_budget_list),
+                           ("seeds", seed_list)):
+            if key in settings:
+                settings[key] = check(settings[key], f"{where}: {key}")
+        if "selection_seeds" in settings:
+            settings["selection_seeds"] = seed_list(settings["selection_seeds"],
+                                                    f"{where}: selection_seeds", empty=True)
+        if settings:
+            task_settings[name] = settings
+        task_list.append((name, options))
+    return task_list, task_settings
+
+
+def _parse_methods(entries: list[Any], source: str) -> list[MethodSpec]:
+    """The [[methods]], each list of options expanded into one MethodSpec per combination."""
+    method_list = []
+    for entry in entries:
+        name, options = _entry_name(entry, "methods", source)
+        only = options.pop("tasks", None)
+        budgets = options.pop("budgets", None)
+        if budgets is not None:
+            budgets = positive_int_list(budgets, f"{source}: budgets of method {name!r}")
+        time_budgets = options.pop("time_budgets", None)
+        if time_budgets is not None:
+            time_budgets = time_budget_list(time_budgets,
+                                            f"{source}: time_budgets of method {name!r}")
+        method_list += [MethodSpec(name, combo, only, budgets, time_budgets)
+                        for combo in _expand(options)]
+    return method_list
 
 
 def _flag(value: Any, what: str) -> bool:
