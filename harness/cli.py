@@ -167,7 +167,30 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="also each plugin's options, with types and defaults (what a suite "
                         "may set for it)")
     p.set_defaults(func=cmd_list)
+    _add_run(sub)
+    p = sub.add_parser("report", help="write report.md and report.html for a run folder")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
 
+    # Subcommands whose arguments live with their code: (name, module, help).
+    for name, module, text in (
+        ("compare", "harness.analysis.compare", "compare two runs; exit 1 on any regression"),
+        ("figures", "harness.report.publish",
+         "publication figures and LaTeX tables from a stored run"),
+        ("cache", "harness.cache", "list or clear cached models, drafts and pairs"),
+        ("summary", "harness.report.headline",
+         "the headline of a run: verdicts and speed-ups per task, draft and warm start"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        if name == wanted:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(func=mod.run)
+    return parser
+
+
+def _add_run(sub: Any) -> None:
+    """The `run` subcommand and its arguments."""
     p = sub.add_parser("run", help="run a suite (default: the embedded default suite)",
                        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("suite", nargs="?", help="suite TOML file")
@@ -200,26 +223,6 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (status lines such as 'resuming' are still printed)")
     p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("report", help="write report.md and report.html for a run folder")
-    p.add_argument("run_dir")
-    p.set_defaults(func=cmd_report)
-
-    # Subcommands whose arguments live with their code: (name, module, help).
-    for name, module, text in (
-        ("compare", "harness.analysis.compare", "compare two runs; exit 1 on any regression"),
-        ("figures", "harness.report.publish",
-         "publication figures and LaTeX tables from a stored run"),
-        ("cache", "harness.cache", "list or clear cached models, drafts and pairs"),
-        ("summary", "harness.report.headline",
-         "the headline of a run: verdicts and speed-ups per task, draft and warm start"),
-    ):
-        p = sub.add_parser(name, help=text, description=text)
-        if name == wanted:
-            mod = importlib.import_module(module)
-            mod.add_arguments(p)
-            p.set_defaults(func=mod.run)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

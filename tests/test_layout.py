@@ -205,6 +205,23 @@ def test_few_modules_flat_in_harness_and_none_too_long() -> None:
     assert long == {}
 
 
+FUNCTION_LINES = 60  # a function a reader can hold in their head
+
+
+def test_no_function_in_the_harness_is_too_long_without_a_reason() -> None:
+    """A harness function over FUNCTION_LINES lines says why in its docstring ("Long:")."""
+    long = []
+    for m, path in MODULES.items():
+        if not m.startswith("harness."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > FUNCTION_LINES and "Long:" not in (ast.get_docstring(node) or ""):
+                    long.append(f"{m}.{node.name}: {lines} lines")
+    assert long == []
+
+
 # Each concept, and the one module that defines it.
 ONE_DEFINITION = {
     "positive_int": "harness.checks",
