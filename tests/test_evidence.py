@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from harness.analysis.evidence import Config, headline, versus_draft
+from harness.analysis.evidence import headline, versus_draft
+from harness.analysis.frontier import Config
 from harness.analysis.noninferiority import VERDICTS, Rules, holm, paired_test
 from harness.cli import main
 from harness.errors import ConfigError

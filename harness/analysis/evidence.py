@@ -50,9 +50,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from harness.analysis.frontier import (
+    Config,
+    as_int,
+    as_num,
+    best_of,
+    bootstrap_ratio,
+    cheapest_within_margin,
+    configs,
+    seeds_by_role,
+)
 from harness.analysis.noninferiority import (
     Rules,
     floor_state,
@@ -63,125 +72,10 @@ from harness.analysis.noninferiority import (
 )
 from harness.analysis.stats import (
     coerce_numeric,
-    first_valid,
     higher_is_better,
     primary_metric,
 )
 from harness.roles import Role
-
-N_BOOTSTRAP = 10_000
-
-
-@dataclass
-class Config:
-    """One configuration of a method on a task: its per-seed values, time and NFE."""
-
-    method: str
-    role: str
-    title: str
-    variant: str
-    draft: str | None
-    n_steps: float
-    values: pd.Series  # by seed
-    times: pd.Series  # time per batch, by seed
-    nfe: float
-    k_steps: float
-    t0: float
-
-    def on(self, seeds: list[int]) -> pd.Series:
-        return self.values[self.values.index.isin(seeds)]
-
-    def cost(self, seeds: list[int]) -> tuple[float, float]:
-        """(NFE, mean time on ``seeds``): what 'cheapest' orders by."""
-        t = self.times[self.times.index.isin(seeds)]
-        return self.nfe, float(t.mean()) if len(t) else math.inf
-
-    def mean(self, seeds: list[int]) -> float:
-        v = self.on(seeds).dropna()
-        return float(v.mean()) if len(v) else math.nan
-
-    def label(self) -> dict[str, Any]:
-        return {"method": self.method, "title": self.title, "variant": self.variant,
-                "n_budget": _int(self.n_steps), "nfe": _num(self.nfe)}
-
-
-def _float(v: Any) -> float:
-    return math.nan if v is None else float(v)
-
-
-def _int(v: float) -> int | None:
-    return int(v) if v is not None and math.isfinite(v) else None
-
-
-def _num(v: float) -> float | None:
-    return float(v) if v is not None and math.isfinite(v) else None
-
-
-def configs(frame: pd.DataFrame) -> list[Config]:
-    """One Config per (method, variant, N) of a task's rows of one metric."""
-    out = []
-    for (method, variant, n), g in frame.groupby(["method", "variant", "n_steps"],
-                                                 dropna=False, sort=True):
-        by_seed = g.groupby("seed")
-        draft = first_valid(g["draft"])
-        out.append(Config(str(method), str(first_valid(g["role"])), str(first_valid(g["title"])),
-                          str(variant),
-                          None if draft is None else str(draft),
-                          float(n), by_seed["value"].mean(),
-                          by_seed["time_s"].mean(), float(g["nfe_measured"].mean()),
-                          float(g["k_steps"].mean()), _float(first_valid(g["t0"]))))
-    return out
-
-
-def _best(cands: list[Config], seeds: list[int], hib: bool) -> Config | None:
-    scored = [(c.mean(seeds), c) for c in cands if math.isfinite(c.mean(seeds))]
-    if not scored:
-        return None
-    return (max if hib else min)(scored, key=lambda sc: sc[0])[1]
-
-
-def cheapest_within_margin(cands: list[Config], target: Config, seeds: list[int], hib: bool,
-                           margin: float, by_time: bool = False) -> Config | None:
-    """The cheapest of ``cands`` whose paired difference from ``target`` on ``seeds`` is within
-    the margin (mean of d <= margin): the selection step. It is a choice made on the selection
-    seeds, not a claim; the claim is tested on the evaluation seeds. (A test at this step
-    would have no power with a few selection seeds and would fall back to the costliest
-    configuration, inflating every speed-up.)"""
-    passed = [c for c in cands
-              if paired_test(c.on(seeds), target.on(seeds), hib, margin).worse <= margin]
-    if not passed:
-        return None
-
-    def key(c: Config) -> tuple[float, float]:
-        nfe, time = c.cost(seeds)
-        return (time, nfe) if by_time else (nfe, time)
-
-    return min(passed, key=key)
-
-
-def _bootstrap_ratio(ref: pd.Series, cand: pd.Series, seed: int = 0) -> tuple[float, list]:
-    """mean(ref) / mean(cand) over common seeds, and its paired bootstrap 95% interval."""
-    both = pd.concat([ref.rename("r"), cand.rename("c")], axis=1).dropna()
-    if both.empty:
-        return math.nan, [None, None]
-    r, c = both["r"].to_numpy(float), both["c"].to_numpy(float)
-    point = float(r.mean() / c.mean())
-    if len(r) < 2:
-        return point, [None, None]
-    idx = np.random.default_rng(seed).integers(0, len(r), size=(N_BOOTSTRAP, len(r)))
-    ratios = r[idx].mean(axis=1) / c[idx].mean(axis=1)
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    return point, [float(low), float(high)]
-
-
-def seeds_by_role(manifest: Mapping[str, Any], task: str,
-                  seeds_in_run: list[int]) -> tuple[list[int], list[int]]:
-    """(selection seeds, evaluation seeds) of a task as the manifest records them; a run
-    without that record has evaluation seeds only."""
-    ev = (manifest.get("evidence") or {}).get("seeds", {}).get(task)
-    if not ev:
-        return [], sorted(seeds_in_run)
-    return [int(s) for s in ev.get("selection", [])], [int(s) for s in ev.get("evaluation", [])]
 
 
 def headline(df: pd.DataFrame, manifest: Mapping[str, Any]) -> tuple[list[dict], dict]:
@@ -225,7 +119,7 @@ def versus_draft(pick: Config, alone: Config, seeds: list[int], hib: bool, margi
     low, high = paired_interval(pick.on(seeds), alone.on(seeds), hib, level)
     state = {"non-inferior": "not behind", "inferior": "behind"}.get(
         verdict(test.p_noninferior, test.p_inferior, alpha), "inconclusive")
-    return {"worse": _num(test.worse), "interval": [_num(low), _num(high)], "level": level,
+    return {"worse": as_num(test.worse), "interval": [as_num(low), as_num(high)], "level": level,
             "state": state, "n": test.n}
 
 
@@ -265,7 +159,7 @@ def task_evidence(frame: pd.DataFrame, task: str, metric: str, rules: Rules,
     full = [c for c in all_configs if c.role == Role.REFERENCE]
     ev = TaskEvidence(task, metric, hib, selection, evaluation, all_configs,
                       {c.draft: c for c in all_configs if c.role == Role.FLOOR},
-                      _best(full, selection or evaluation, hib))
+                      best_of(full, selection or evaluation, hib))
     if ev.best is not None:
         ev.margin = rules.margin_for(metric).allowed(ev.best.mean(ev.chosen_on))
         ev.reference = cheapest_within_margin(full, ev.best, ev.chosen_on, hib,
@@ -284,27 +178,28 @@ def choose_setting(ev: TaskEvidence, method: str, title: str, draft: str,
     ref, evaluation = ev.reference, ev.evaluation
     row.update(reference=ref.label(), reference_wall=ev.reference_wall.label(),
                margin=ev.margin, n_selection_seeds=len(ev.selection),
-               n_evaluation_seeds=len(evaluation), reference_mean=_num(ref.mean(evaluation)))
+               n_evaluation_seeds=len(evaluation), reference_mean=as_num(ref.mean(evaluation)))
     cands = [c for c in ev.configs if c.method == method and c.draft == draft]
     pick = cheapest_within_margin(cands, ref, ev.chosen_on, ev.hib, ev.margin)
     if pick is None:
-        pick = _best(cands, ev.chosen_on, ev.hib)
+        pick = best_of(cands, ev.chosen_on, ev.hib)
         row["reason"] = ("no setting was within the margin on the selection seeds; the best "
                          "one is judged")
     if pick is None:
         row["reason"] = "no finite values"
         return row, None
-    row.update(variant=pick.variant, t0=_num(pick.t0), n_budget=_int(pick.n_steps),
-               k_steps=_int(pick.k_steps), nfe=_num(pick.nfe), mean=_num(pick.mean(evaluation)))
+    row.update(variant=pick.variant, t0=as_num(pick.t0), n_budget=as_int(pick.n_steps),
+               k_steps=as_int(pick.k_steps), nfe=as_num(pick.nfe),
+               mean=as_num(pick.mean(evaluation)))
     alone = ev.floors.get(draft)
     if alone is not None:
-        row["draft_mean"] = _num(alone.mean(evaluation))
+        row["draft_mean"] = as_num(alone.mean(evaluation))
         row["versus_draft"] = versus_draft(pick, alone, evaluation, ev.hib, ev.margin, alpha)
     wall = ev.reference_wall.times
-    ratio, interval = _bootstrap_ratio(wall[wall.index.isin(evaluation)],
+    ratio, interval = bootstrap_ratio(wall[wall.index.isin(evaluation)],
                                        pick.times[pick.times.index.isin(evaluation)])
-    row.update(speedup_nfe=_num(ref.nfe / pick.nfe if pick.nfe else math.nan),
-               speedup_wall=_num(ratio), interval=interval)
+    row.update(speedup_nfe=as_num(ref.nfe / pick.nfe if pick.nfe else math.nan),
+               speedup_wall=as_num(ratio), interval=interval)
     return row, pick
 
 
@@ -329,7 +224,7 @@ def judge(ev: TaskEvidence, rows: list[dict[str, Any]], picks: list[Config | Non
     for i, row in enumerate(rows):
         key = ("row", i)
         if key in tests:
-            row["p_value"] = _num(adj_ni[key])
+            row["p_value"] = as_num(adj_ni[key])
             own = verdict(adj_ni[key], adj_inf[key], alpha)
             row["verdict"], why = _verdict(own, floor.get(row["draft"]), row["draft"],
                                            bool(ev.selection), tests[key].n)
