@@ -22,7 +22,6 @@ class ShiftedNoise(Method):
     """Third-party test method: Gaussian noise pushed through the full FM network once."""
 
     scale: float = 1.0
-    family = "other"
 
     def prepare(self, ctx, n_steps):
         from wsfm.methods import full_model
