@@ -35,7 +35,8 @@ from harness.records import atomic
 log = logging.getLogger(__name__)
 SUFFIXES = (".pt", ".json", ".lock")
 # The kinds of artefact the harness and its built-in plugins cache (plugins may add others).
-KINDS = ("models", "drafts", "pairs", "features", "extractors", "advisor", "judges")
+KINDS = ("models", "drafts", "pairs", "features", "extractors", "advisor", "judges",
+         "targets")
 
 
 def training_steps(kind: str, key: dict[str, Any]) -> int | None:

@@ -121,7 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 in_process=local)
     run_dir = run_suite(suite, out_dir=args.out, run_id=args.run_id,
                         cache=Cache(args.cache) if args.cache else None,
-                        progress=not args.quiet, executor=executor)
+                        progress=not args.quiet, executor=executor,
+                        until_decided=args.until_decided)
     print(f"records: {run_dir / 'records.csv'}")
     if not args.no_report:
         from harness.report.document import write_report
@@ -219,6 +220,10 @@ def _add_run(sub: Any) -> None:
                                      "cluster (default: a local instance for this run)")
     p.add_argument("--exclusive-timing", action="store_true", dest="exclusive_timing",
                    help="train side by side, then time each cell alone (wall-clock claims)")
+    p.add_argument("--until-decided", action="store_true", dest="until_decided",
+                   help="add evaluation seeds, in batches, to the headline's undecided rows "
+                        "until each is decided or has [evidence] max_seeds (a group-sequential "
+                        "design: each look tested at its share of alpha)")
     p.add_argument("--no-report", action="store_true", help="skip the report")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (status lines such as 'resuming' are still printed)")

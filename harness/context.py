@@ -190,9 +190,13 @@ class CellContext:
         key = self.pairs_key(draft_name)
 
         def build_pairs() -> dict[str, Any]:
+            draft, g = self.draft(draft_name), self.generator("pairs")
+            made = draft.pairs(self.task.n_pairs, g)  # a control draft pairs its own samples
+            if made is not None:
+                return {"draft": made[0].cpu(), "refined": made[1].cpu(), "refiner_stats": {}}
             # Built whole before the cache writes anything: a refiner that fails part-way
             # (an LLM endpoint going down, say) leaves no half-written pairs behind.
-            x_d = self.draft(draft_name).sample(self.task.n_pairs, self.generator("pairs"))
+            x_d = draft.sample(self.task.n_pairs, g)
             refiner.fit(self.data.train)
             x_r = refiner.refine(x_d).cpu()
             return {"draft": x_d.cpu(), "refined": x_r, "refiner_stats": refiner.stats()}
@@ -209,6 +213,10 @@ class CellContext:
     def pairs(self, draft_name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_d, x_r): draft samples and their refinements, the warm-start training pairs."""
         return self._pairs(draft_name)[:2]
+
+    def draft_control(self, name: str) -> str | None:
+        """"positive" or "negative" when draft ``name`` is a control (harness.controls)."""
+        return drafts.get(self.draft_spec(name)[0]).control
 
     def refiner_stats(self, draft_name: str) -> dict[str, Any]:
         """The refiner's counts from building the pairs for ``draft_name`` (retries, ...)."""

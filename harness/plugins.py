@@ -99,7 +99,11 @@ class Draft(ABC):
 
     Implement ``fit``, ``sample``, ``state_dict`` and ``load_state_dict``; its state is what
     the harness caches on disk. Sampling time is measured by the harness, never declared.
+    A control draft (harness.controls) sets ``control`` ("positive": a warm start from it must
+    read non-inferior; "negative": inferior) and may make its own training pairs (``pairs``).
     """
+
+    control: ClassVar[str | None] = None
 
     @abstractmethod
     def fit(self, train: torch.Tensor, generator: torch.Generator) -> None:
@@ -122,6 +126,11 @@ class Draft(ABC):
     def to(self, device: torch.device) -> Draft:
         """Move to ``device`` for sampling; the default keeps the draft where it is."""
         return self
+
+    def pairs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``n`` warm-start training pairs (draft, target) the draft makes itself, or None (the
+        default): the task's refiner refines ``n`` of its samples."""
+        return None
 
 
 class Refiner(ABC):
@@ -216,6 +225,9 @@ class SamplingPlan:
     init: str | None = None
     # The refiner's counts from building the training pairs (warm starts), for the record.
     refiner_stats: dict[str, Any] | None = None
+    # A warm start's training targets (the refined side of its pairs): the harness scores
+    # n_samples of them with the cell's metrics, the ceiling training on them can reach.
+    targets: torch.Tensor | None = None
     # How this method's NFE compares with others', when it does not one to one (a one-token
     # call with a KV cache, say): reports print it beside its NFE.
     nfe_note: str | None = None

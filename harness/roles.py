@@ -14,9 +14,10 @@ class Role(StrEnum):
     WARM_START = "warm-start"  # starts from a draft (Method.starts_from) at t0 > 0
     FLOOR = "floor"  # a draft alone: what a warm start must beat to be credited
     BASELINE = "baseline"  # any other method (diffusion, autoregressive, ...): shown, not judged
+    DATA = "data"  # real data against the evaluation set: the best any method can score
 
 
-ROLE_ORDER = (Role.FLOOR, Role.REFERENCE, Role.WARM_START, Role.BASELINE)
+ROLE_ORDER = (Role.DATA, Role.FLOOR, Role.REFERENCE, Role.WARM_START, Role.BASELINE)
 
 
 def role_rank(role: object) -> int:

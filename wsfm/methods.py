@@ -41,25 +41,42 @@ def task_source(task: Task, kind: str, t0: float) -> Source:
     return make_source(kind, t0, mask_id=task.vocab_size if task.discrete else None)
 
 
+HELD_OUT_BATCHES = 8  # batches of the held-out loss at each check (the same ones each time)
+
+
+def validation_split(train: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(what a full model trains on, what its held-out loss is checked on): a seeded tenth of
+    the training split (at least 64 items) set aside, so the criterion that stops training
+    sees neither the training data nor the evaluation set."""
+    order = torch.randperm(len(train), generator=seeded_generator(seed, "validation"))
+    n_val = min(len(train) // 2, max(64, len(train) // 10))
+    order = order.to(train.device)
+    return train[order[n_val:]], train[order[:n_val]]
+
+
 def full_model(ctx: CellContext) -> nn.Module:
     """The full FM network for the context's task and seed (trained once, cached)."""
     path = make_path(ctx.task.discrete, 0.0)
 
     def train(net: nn.Module) -> dict[str, object]:
-        source, batch = task_source(ctx.task, "noise", 0.0), ctx.train_config.batch_size
-        loss = flow_matching_loss(net, path, source, ctx.data.train, None, batch)
-        # Convergence: the same loss on held-out data, the same batches at every check.
-        held = flow_matching_loss(net, path, source, ctx.data.test, None, batch)
+        source, config = task_source(ctx.task, "noise", 0.0), ctx.train_config
+        train, held_data = ctx.data.train, ctx.data.test
+        if config.patience > 0:  # trained until a held-out loss stops: held out of training
+            train, held_data = validation_split(train, ctx.seed)
+        loss = flow_matching_loss(net, path, source, train, None, config.batch_size)
+        # The same loss on held-out data, the same batches at every check.
+        held = flow_matching_loss(net, path, source, held_data, None,
+                                  min(config.batch_size, len(held_data)))
 
         def held_out() -> float:
             g = ctx.generator("heldout:full-fm")
-            return sum(float(held(g)) for _ in range(4)) / 4
+            return sum(float(held(g)) for _ in range(HELD_OUT_BATCHES)) / HELD_OUT_BATCHES
 
         curve: list[list[float]] = []
-        optimise(net, loss, ctx.train_config, ctx.generator("train:full-fm"),
-                 desc=f"full-fm {ctx.task_name} seed {ctx.seed}", progress=ctx.progress,
-                 held_out=held_out, curve=curve)
-        return {"convergence": convergence(curve)}
+        losses = optimise(net, loss, ctx.train_config, ctx.generator("train:full-fm"),
+                          desc=f"full-fm {ctx.task_name} seed {ctx.seed}",
+                          progress=ctx.progress, held_out=held_out, curve=curve)
+        return {"convergence": convergence(curve, ctx.train_config, len(losses))}
 
     return ctx.network("flow", {"t_start": 0.0, "source": "noise"}, train)
 
@@ -228,7 +245,7 @@ class WarmStartFM(_WarmStart):
 
         net = ctx.network("flow", key, train)
         plan = flow_plan(ctx, net, source, draft, self.t0, n_steps, self.solver)
-        plan.init = self.init
+        plan.init, plan.targets = self.init, x_r
         plan.refiner_stats = ctx.refiner_stats(self.draft)
         return plan
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.noninferiority import paired_test
-from harness.analysis.stats import first_valid
+from harness.analysis.stats import first_valid, flag
 
 N_BOOTSTRAP = 10_000
 
@@ -34,6 +34,9 @@ class Config:
     nfe: float
     k_steps: float
     t0: float
+    control: str | None = None  # its draft is a control (harness.controls)
+    targets: pd.Series | None = None  # its training targets' own score, by seed
+    flagged: pd.Series | None = None  # 1 for a seed whose cell failed the bound/NFE checks
 
     def on(self, seeds: list[int]) -> pd.Series:
         return self.values[self.values.index.isin(seeds)]
@@ -71,12 +74,17 @@ def configs(frame: pd.DataFrame) -> list[Config]:
                                                  dropna=False, sort=True):
         by_seed = g.groupby("seed")
         draft = first_valid(g["draft"])
-        out.append(Config(str(method), str(first_valid(g["role"])), str(first_valid(g["title"])),
-                          str(variant),
-                          None if draft is None else str(draft),
-                          float(n), by_seed["value"].mean(),
-                          by_seed["time_s"].mean(), float(g["nfe_measured"].mean()),
-                          float(g["k_steps"].mean()), as_float(first_valid(g["t0"]))))
+        control = first_valid(g["control"]) if "control" in g else None
+        flagged = (g["wall_status"].isin(["shortfall", "impossible"])
+                   | (g["nfe_ok"].map(flag) == False)).astype(float)  # noqa: E712
+        out.append(Config(
+            str(method), str(first_valid(g["role"])), str(first_valid(g["title"])), str(variant),
+            None if draft is None else str(draft), float(n), by_seed["value"].mean(),
+            by_seed["time_s"].mean(), float(g["nfe_measured"].mean()),
+            float(g["k_steps"].mean()), as_float(first_valid(g["t0"])),
+            control=control if isinstance(control, str) else None,
+            targets=by_seed["target"].mean() if "target" in g else None,
+            flagged=flagged.groupby(g["seed"]).max()))
     return out
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from harness.analysis.tolerances import Tol, tol_from_table
+from harness.analysis.margins import DEFAULT as DEFAULT_MARGIN
+from harness.analysis.margins import Margin, margin_from_table
 from harness.errors import ConfigError
 
 VERDICTS = ("non-inferior", "inferior", "inconclusive", "draft-alone-suffices")
@@ -29,35 +30,69 @@ VERDICTS = ("non-inferior", "inferior", "inconclusive", "draft-alone-suffices")
 
 @dataclass(frozen=True)
 class Rules:
-    """How claims are judged: the level alpha and the margin per metric."""
+    """How claims are judged: the level alpha, the margins (harness.analysis.margins: by
+    default, per metric, per task and metric), and the sequential design's seed cap
+    (``max_seeds`` evaluation seeds per task at most, added ``seed_batch`` at a time)."""
 
     alpha: float = 0.05
-    margin: Tol = Tol(rel=0.05, abs=0.0)
-    margins: dict[str, Tol] = field(default_factory=dict)
+    margin: Margin = DEFAULT_MARGIN
+    margins: dict[str, Margin] = field(default_factory=dict)
+    task_margins: dict[str, dict[str, Margin]] = field(default_factory=dict)
+    max_seeds: int | None = None
+    seed_batch: int | None = None
 
-    def margin_for(self, metric: str) -> Tol:
-        return self.margins.get(metric, self.margin)
+    def margin_for(self, metric: str, task: str | None = None) -> Margin:
+        """The task's margin for the metric, else the metric's, else the default."""
+        return (self.task_margins.get(task or "", {}).get(metric)
+                or self.margins.get(metric, self.margin))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, source: str = "[evidence]") -> Rules:
         data = dict(data or {})
-        unknown = sorted(set(data) - {"alpha", "margin", "margins"})
+        allowed = ("alpha", "margin", "margins", "task_margins", "max_seeds", "seed_batch")
+        unknown = sorted(set(data) - set(allowed))
         if unknown:
             raise ConfigError(f"{source}: unknown key {', '.join(map(repr, unknown))}; "
-                              "allowed: alpha, margin, margins")
+                              f"allowed: {', '.join(allowed)}")
         alpha = data.get("alpha", 0.05)
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
             raise ConfigError(f"{source}: alpha must be a number in (0, 1), got {alpha!r}")
-        margin = tol_from_table(data.get("margin", {}), "margin", source, cls.margin)
-        margins = data.get("margins", {})
-        if not isinstance(margins, dict):
-            raise ConfigError(f"{source}: margins must be a table of metric = {{rel, abs}}")
-        return cls(float(alpha), margin, {m: tol_from_table(t, f"margins.{m}", source, margin)
-                                          for m, t in margins.items()})
+        margin = (margin_from_table(data["margin"], f"{source}: margin") if "margin" in data
+                  else DEFAULT_MARGIN)
+        return cls(float(alpha), margin, _margins(data.get("margins", {}), f"{source}: margins"),
+                   {task: _margins(table, f"{source}: task {task!r} margins")
+                    for task, table in _table(data.get("task_margins", {}),
+                                              f"{source}: task_margins").items()},
+                   *(_optional_count(data.get(k), f"{source}: {k}")
+                     for k in ("max_seeds", "seed_batch")))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "margin": vars(self.margin),
-                "margins": {m: vars(t) for m, t in self.margins.items()}}
+        out: dict[str, Any] = {
+            "alpha": self.alpha, "margin": self.margin.to_dict(),
+            "margins": {m: t.to_dict() for m, t in self.margins.items()},
+            "task_margins": {task: {m: t.to_dict() for m, t in table.items()}
+                             for task, table in self.task_margins.items()}}
+        out.update({k: getattr(self, k) for k in ("max_seeds", "seed_batch")
+                    if getattr(self, k) is not None})
+        return out
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table of metric = {{ abs/rel/retain, reason }}")
+    return dict(value)
+
+
+def _margins(value: Any, where: str) -> dict[str, Margin]:
+    return {m: margin_from_table(t, f"{where}.{m}") for m, t in _table(value, where).items()}
+
+
+def _optional_count(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -68,6 +103,7 @@ class PairedTest:
     worse: float  # mean of d: how much worse the candidate is (in the metric's units)
     p_noninferior: float  # H1: mean(d) < margin
     p_inferior: float  # H1: mean(d) > margin
+    sd: float = math.nan  # standard deviation of d over the seeds
 
 
 def paired_test(candidate: pd.Series, reference: pd.Series, hib: bool,
@@ -85,9 +121,9 @@ def paired_test(candidate: pd.Series, reference: pd.Series, hib: bool,
         return PairedTest(n, mean, math.nan, math.nan)
     sd = float(d.std(ddof=1))
     if sd <= 1e-12 * max(1.0, abs(mean), abs(margin)):  # no spread: the sign decides
-        return PairedTest(n, mean, float(mean >= margin), float(mean <= margin))
+        return PairedTest(n, mean, float(mean >= margin), float(mean <= margin), sd)
     t = (mean - margin) / (sd / math.sqrt(n))
-    return PairedTest(n, mean, float(sps.t.cdf(t, n - 1)), float(sps.t.sf(t, n - 1)))
+    return PairedTest(n, mean, float(sps.t.cdf(t, n - 1)), float(sps.t.sf(t, n - 1)), sd)
 
 
 def paired_interval(candidate: pd.Series, reference: pd.Series, hib: bool,
@@ -113,16 +149,6 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return out.tolist()
-
-
-def floor_state(test: PairedTest, p_ni: float, p_inf: float, margin: float,
-                alpha: float) -> str:
-    """The draft alone against the reference: "non-inferior" or "inferior" (shown, adjusted),
-    else "close" (not shown worse, and within the margin on average) or "unclear"."""
-    shown = verdict(p_ni, p_inf, alpha)
-    if shown != "inconclusive":
-        return shown
-    return "close" if math.isfinite(test.worse) and test.worse <= margin else "unclear"
 
 
 def verdict(p_noninferior: float, p_inferior: float, alpha: float) -> str:

@@ -26,6 +26,7 @@ NUMERIC = [
     "time_s", "time_spread_s", "draft_time_s", "integrate_time_s", "time_per_call_s",
     "ref_time_s", "ref_nfe", "nfe_speedup", "nfe_speedup_theory", "ideal_speedup",
     "wall_speedup", "wall_bound", "timing_noise", "n_samples", "n_eval", "k_observed",
+    "target",
 ]
 
 

@@ -44,6 +44,9 @@ class Identity:
     executor: str | None = doc("How the cell ran: serial, processes or ray.", default=None)
     concurrency: int | None = doc("Cells running side by side when this one started (1: alone).",
                                   default=None)
+    control: str | None = doc("\"positive\" or \"negative\" when the draft is a control "
+                              "(harness.controls): its verdict is known beforehand.",
+                              default=None, schema={"enum": ["positive", "negative", None]})
 
 
 @dataclass
@@ -101,6 +104,10 @@ class Times:
                                   default=None)
     timings: dict[str, Any] = doc("Every timed repeat: total, draft, integrate, reference.",
                                   default_factory=dict)
+    sampling_s: float | None = doc("Wall seconds the cell spent sampling: warm-up, repeats and "
+                                   "(warm starts) the reference run.", default=None)
+    metric_s: dict[str, float] = doc("Wall seconds each metric took (its reference statistics "
+                                     "included), by name.", default_factory=dict)
 
 
 @dataclass
@@ -144,6 +151,8 @@ class Cost:
                                              default=None)
     refiner_stats: dict[str, Any] | None = doc("The refiner's counts from building the pairs.",
                                                default=None)
+    prepare_s: float | None = doc("Wall seconds this cell spent preparing its method: training "
+                                  "on a cache miss, loading on a hit.", default=None)
 
 
 @dataclass
@@ -190,6 +199,9 @@ class CellRecord:
     cost: Cost = doc("What the method needed before it could sample.")
     metrics: dict[str, MetricValue] = doc("Each metric's value, by registered name.")
     bound: BoundCheck | None = doc("The speed-up bound check (warm starts only).", default=None)
+    targets: dict[str, float] | None = doc("A warm start's training targets' own score per "
+                                           "metric, on n_samples of them: the ceiling training "
+                                           "on them can reach.", default=None)
     budget: Budget | None = doc("Wall-clock budget fields (wall-clock cells only).",
                                 default=None)
 
@@ -215,10 +227,11 @@ class CellRecord:
         return out
 
     def tidy_rows(self) -> list[dict[str, Any]]:
-        """One row per metric: the flat columns, the metric's name, value and direction."""
-        base = self.flat()
-        return [{**base, "metric": name, "value": m.value,
-                 "higher_is_better": m.higher_is_better} for name, m in self.metrics.items()]
+        """One row per metric: the flat columns, the metric's name, value and direction, and
+        (warm starts) its training targets' own score."""
+        base, targets = self.flat(), self.targets or {}
+        return [{**base, "metric": name, "value": m.value, "higher_is_better": m.higher_is_better,
+                 "target": targets.get(name)} for name, m in self.metrics.items()]
 
     def quality(self) -> dict[str, float]:
         """{metric: value}: what must come out the same whichever executor ran the cell."""
@@ -250,7 +263,8 @@ SECTIONS: dict[str, type] = {"identity": Identity, "plan": Plan, "sampling": Sam
 # Tidy column -> (section, field). The per-metric columns (metric, value, higher_is_better) are
 # added by CellRecord.tidy_rows.
 FLAT: dict[str, tuple[str, str]] = {
-    **{k: ("identity", k) for k in ("task", "method", "role", "title", "variant", "draft")},
+    **{k: ("identity", k) for k in ("task", "method", "role", "title", "variant", "draft",
+                                    "control")},
     **{k: ("plan", k) for k in ("t0", "solver", "start", "init", "n_steps", "k_steps",
                                 "nfe_budget", "nfe_expected", "nfe_note")},
     **{k: ("sampling", k) for k in ("nfe_measured", "nfe_ok")},
@@ -269,5 +283,5 @@ FLAT: dict[str, tuple[str, str]] = {
     "train_s": ("cost", "train_s"),
 }
 
-PER_METRIC = ("metric", "value", "higher_is_better")
+PER_METRIC = ("metric", "value", "higher_is_better", "target")
 COLUMNS: list[str] = [*FLAT, *PER_METRIC]

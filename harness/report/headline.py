@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.evidence import headline
+from harness.analysis.evidence import control_misreads, headline
 from harness.analysis.noninferiority import Rules
 from harness.analysis.stats import coerce_numeric
 from harness.records.store import load_run, read_manifest
@@ -23,8 +23,15 @@ from harness.report import figures
 from harness.report.format import fmt, md_table, slug
 
 # The fields of `wsfm-bench summary --json`, in order (docs/test: each row has at least these).
-JSON_FIELDS = ("task", "draft", "method", "variant", "t0", "n_budget", "reference", "metric",
-               "margin", "speedup_nfe", "speedup_wall", "interval", "verdict")
+JSON_FIELDS = ("task", "draft", "method", "title", "control", "variant", "t0", "n_budget",
+               "reference", "metric", "margin", "margin_rule", "floor", "target_quality",
+               "draft_position", "speedup_nfe", "speedup_wall", "interval", "verdict",
+               "detectable_margin", "seeds_needed")
+LEGEND = ("Verdicts: **non-inferior**: as good as full FM's reference within the margin, and "
+          "credited to the warm start (its draft alone is shown worse); **inferior**: shown "
+          "worse than the reference by more than the margin; **draft-alone-suffices**: the "
+          "draft alone is already non-inferior, so the task does not test the warm start; "
+          "**inconclusive**: not decided, with the seeds that would decide it.")
 
 
 def _x(v: Any) -> str:
@@ -33,10 +40,11 @@ def _x(v: Any) -> str:
 
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows as `summary --json` gives them: a claim's speed-ups only where it is backed
-    (verdict non-inferior); the measured ratios of the others under ``measured_*``."""
+    (non-inferior, every chosen cell passing the bound and NFE checks); the measured ratios
+    of the others under ``measured_*``."""
     out = []
     for r in rows:
-        backed = r["verdict"] == "non-inferior"
+        backed = r["speedup_backed"]
         row = {k: r[k] for k in JSON_FIELDS}
         row.update(speedup_nfe=r["speedup_nfe"] if backed else None,
                    speedup_wall=r["speedup_wall"] if backed else None,
@@ -46,6 +54,15 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                                      r["speedup_wall"])
         out.append(row)
     return out
+
+
+def trust_banner(rows: list[dict[str, Any]]) -> str:
+    """A loud first line when a control misreads: the run's verdicts cannot be trusted."""
+    misreads = control_misreads(rows)
+    if not misreads:
+        return ""
+    return ("**This run cannot be trusted: " + "; ".join(misreads) + ".** A control's verdict "
+            "is known beforehand; when the harness misreads one, it may misread the others.")
 
 
 # The paper's figures (docs/paper.md, a secondary source) by (task, draft), for the
@@ -89,23 +106,43 @@ def headline_table(rows: list[dict[str, Any]]) -> str:
     """The headline rows as one Markdown table."""
     body = []
     for r in rows:
-        backed = r["verdict"] == "non-inferior"
+        backed = r["speedup_backed"]
+        bound = "≤" if backed and r["reference_censored"] else ""
         ref = r["reference"] or {}
-        wall = (f"{_x(r['speedup_wall'])} [{_x(r['interval'][0])}, {_x(r['interval'][1])}]"
-                if backed else "–")
+        wall = (f"{bound}{_x(r['speedup_wall'])} [{_x(r['interval'][0])}, "
+                f"{_x(r['interval'][1])}]" if backed else "–")
         setting = "–" if r["variant"] is None else (
             f"{r['variant']}, N={r['n_budget']}, K={r['k_steps']}")
-        body.append([r["task"], r["draft"], r["title"], setting,
+        draft = r["draft"] + (f" ({r['control']} control)" if r["control"] else "")
+        alone = fmt(r["draft_mean"]) + (f" ({r['draft_position']})" if r["draft_position"]
+                                        else "")
+        body.append([r["task"], draft, r["title"], setting,
                      f"{ref.get('title', '–')} {ref.get('variant', '–')}, "
                      f"N={ref.get('n_budget', '–')}",
                      f"{r['metric']} ±{fmt(r['margin'], 3)}", fmt(r["mean"]),
-                     fmt(r["reference_mean"]), fmt(r["draft_mean"]), _versus(r["versus_draft"]),
-                     _x(r["speedup_nfe"]) if backed else "–", wall, f"**{r['verdict']}**",
-                     r["reason"]])
+                     fmt(r["reference_mean"]), alone, fmt(r["floor"]),
+                     fmt(r["target_quality"]), _versus(r["versus_draft"]),
+                     f"{bound}{_x(r['speedup_nfe'])}" if backed else "–", wall,
+                     f"**{r['verdict']}**", fmt(r["detectable_margin"], 3), r["reason"]])
     return md_table(["task", "draft", "method", "chosen setting", "reference (full FM)",
                      "metric ± margin", "quality", "reference", "draft alone",
-                     "worse than its draft by", "NFE speed-up",
-                     "wall-clock speed-up [95%]", "verdict", "why"], body)
+                     "data floor", "its targets", "worse than its draft by", "NFE speed-up",
+                     "wall-clock speed-up [95%]", "verdict", "smallest margin shown", "why"],
+                    body)
+
+
+def margins_table(rows: list[dict[str, Any]]) -> str:
+    """Each task and metric's margin: its rule, its value and why (stated before the data)."""
+    seen = {}
+    for r in rows:
+        key = (r["task"], r["metric"], r["margin_rule"])
+        if r["margin_rule"] and key not in seen:
+            seen[key] = [r["task"], r["metric"], r["margin_rule"], fmt(r["margin"], 3),
+                         r["margin_reason"] or "–"]
+    if not seen:
+        return ""
+    return "Margins, stated before the data:\n\n" + md_table(
+        ["task", "metric", "rule", "value", "why"], list(seen.values()))
 
 
 def _intro(manifest: Mapping[str, Any]) -> str:
@@ -122,26 +159,32 @@ def _intro(manifest: Mapping[str, Any]) -> str:
         "configuration (every solver and budget run) non-inferior to its best, the setting "
         "(t0, start, init, solver, N) is the cheapest non-inferior to the reference, both "
         "chosen on the selection seeds; the verdict is a paired one-sided non-inferiority test "
-        f"on the evaluation seeds (alpha {rules.alpha:g}, Holm over the task's tests, margin "
-        f"per metric: {rules.margin.rel:g} x |reference best| or {rules.margin.abs:g}, the "
-        "larger, unless the suite sets one), with the draft alone as the floor "
-        "(draft-alone-suffices); the chosen setting is also compared with its own draft alone "
-        "(paired by seed, same margin, not Holm-adjusted: does the warm start degrade what it "
-        "starts from?). Speed-ups are stated only for non-inferior rows: NFE, and "
-        "wall-clock per batch with the draft's time included, both sides measured in this "
-        f"run, with a paired bootstrap 95% interval over the evaluation seeds. Seeds: {counts}.")
+        f"on the evaluation seeds (alpha {rules.alpha:g}, Holm over every test of the "
+        "headline, margins stated per task and metric below), with the draft alone as the "
+        "floor: a non-inferior warm start is credited only when its draft alone is shown "
+        "worse, and draft-alone-suffices needs the draft alone shown non-inferior. The chosen "
+        "setting is also compared with its own draft alone (paired by seed, same margin, not "
+        "Holm-adjusted: does the warm start degrade what it starts from?). Data floor: real "
+        "data's own score against the evaluation set, the best any method can score; its "
+        "targets: the warm start's training targets' own score, the best training on them "
+        "can reach; smallest margin shown: the margin the evidence could have shown "
+        "non-inferiority with. Speed-ups are stated only for non-inferior rows whose cells "
+        "all passed the bound check: NFE, and wall-clock per batch with the draft's time "
+        "included, both sides measured in this run, with a paired bootstrap 95% interval over "
+        f"the evaluation seeds (≤: an upper bound, the reference is censored). Seeds: "
+        f"{counts}.")
 
 
 def headline_section(run_dir: str | Path, df: pd.DataFrame, manifest: Mapping[str, Any],
                      out: str | Path) -> tuple[str, list[dict[str, Any]]]:
     """The report's opening section (figures under out/figures) and the headline rows."""
     rows, notes = headline(df, manifest) if not df.empty else ([], {})
-    parts = ["## Headline", _intro(manifest)]
+    parts = ["## Headline", trust_banner(rows)]
     if not rows:
         parts.append("_No warm-start rows: nothing to judge._")
     else:
-        parts.append(headline_table(rows))
-        parts.append(paper_table(rows))
+        parts += [LEGEND, headline_table(rows)]
+    parts += [_intro(manifest), margins_table(rows), paper_table(rows)]
     frame = coerce_numeric(df)
     for task in sorted({r["task"] for r in rows}):
         if notes.get(task):
@@ -153,7 +196,7 @@ def headline_section(run_dir: str | Path, df: pd.DataFrame, manifest: Mapping[st
                                 f"{task}: {metric} vs wall-clock")
         if path is not None:
             parts.append(f"![{task} headline]({path.relative_to(out).as_posix()})")
-    return "\n\n".join(parts), rows
+    return "\n\n".join(p for p in parts if p), rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,11 +214,9 @@ def run(args: argparse.Namespace) -> int:
     rows, notes = headline(load_run(args.run_dir), manifest)
     if args.json:
         print(json.dumps(summary_rows(rows), indent=2))
-    else:
-        print(_intro(manifest) + "\n\n" + headline_table(rows) + "\n")
-        if paper_table(rows):
-            print(paper_table(rows) + "\n")
-        for task in sorted(notes):
-            for note in notes[task]:
-                print(f"- {note}")
+        return 0
+    parts = [trust_banner(rows), LEGEND, headline_table(rows), _intro(manifest),
+             margins_table(rows), paper_table(rows),
+             "\n".join(f"- {note}" for task in sorted(notes) for note in notes[task])]
+    print("\n\n".join(p for p in parts if p))
     return 0

@@ -7,6 +7,7 @@ into the cache. ``build_record`` is the one place a cell's record is put togethe
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from harness.cache import Cache
 from harness.context import CellContext, Memo
 from harness.errors import ConfigError
-from harness.plugins import Method, Metric, SamplingPlan, instantiate
+from harness.plugins import Method, SamplingPlan
 from harness.records.cell import Cell, TimeCell
 from harness.records.record import (
     BoundCheck,
@@ -29,8 +30,14 @@ from harness.records.record import (
     Times,
 )
 from harness.records.schema import SCHEMA_VERSION
-from harness.registry import metrics
 from harness.run import budgets
+from harness.run.judging import (
+    cell_metrics,
+    judge,
+    metric_setup,
+    reference_split,
+    target_quality,
+)
 from harness.run.measure import (
     PlanTiming,
     TimeFn,
@@ -88,21 +95,28 @@ def _run_steps(cell: Cell, recorded: Cell, ctx: CellContext, method: Method,
     """Prepare the method at ``cell``'s N, sample with counted NFE and timing, compute
     metrics, check the speed-up bound; the record is ``recorded``'s (the wall-clock cell
     that chose this N, with its ``budget`` section from the measured times, or ``cell``)."""
+    start = time.perf_counter()
     plan = method.prepare(ctx, cell.n_steps)
-    cost = training_cost(ctx, plan)  # what the method needed, before the metrics
+    # What the method needed, before the metrics; the seconds this cell spent preparing it.
+    cost = replace(training_cost(ctx, plan), prepare_s=time.perf_counter() - start)
+    start = time.perf_counter()
     measured = measure(cell, ctx, method, plan)
+    sampling_s = time.perf_counter() - start
     samples = measured.timed.samples
     nonfinite = measured.timed.nonfinite
     finalized: dict[str, Any] = {}
     if not nonfinite:  # non-finite samples get NaN metrics (and the count), never a fix
         samples, finalized = ctx.task.finalize(samples)
-    values = judge(cell, ctx, samples if not nonfinite else None)
+    values, metric_s = judge(cell, ctx, samples if not nonfinite else None)
     sampling = Sampling(n_samples=cell.n_samples, n_eval=int(len(reference_split(cell, ctx))),
                         nfe_measured=measured.timed.nfe, nfe_ok=measured.nfe_ok,
                         deterministic=measured.timed.deterministic, nonfinite=nonfinite,
                         finalize=finalized)
-    record = build_record(recorded, method, plan, sampling, measured.times, cost, values,
-                          bound=measured.bound,
+    times = replace(measured.times, sampling_s=sampling_s, metric_s=metric_s)
+    draft = method.starts_from()
+    record = build_record(recorded, method, plan, sampling, times, cost, values,
+                          control=ctx.draft_control(draft) if draft else None,
+                          bound=measured.bound, targets=target_quality(cell, ctx, plan),
                           budget=budget(measured.times) if budget is not None else None)
     return record, samples[: ctx.task.samples_kept].detach().cpu().numpy()
 
@@ -159,27 +173,16 @@ def training_cost(ctx: CellContext, plan: SamplingPlan) -> Cost:
                 refiner_stats=plan.refiner_stats or None)
 
 
-def judge(cell: Cell, ctx: CellContext, samples: torch.Tensor | None) -> dict[str, MetricValue]:
-    """Every metric of the cell on ``samples`` (NaN for each when None: samples not finite)."""
-    reference = reference_split(cell, ctx)
-    out = {}
-    for name, metric in cell_metrics(cell, ctx):
-        value = math.nan
-        if samples is not None:
-            value = float(metric.compute(samples, reference, cell.seed,
-                                         stats=metric_setup(cell, ctx, name, metric)))
-        out[name] = MetricValue(value=value, higher_is_better=bool(metric.higher_is_better))
-    return out
-
-
 def build_record(cell: Cell, method: Method, plan: SamplingPlan, sampling: Sampling,
                  times: Times, cost: Cost, values: dict[str, MetricValue], *,
-                 bound: BoundCheck | None = None, budget: Budget | None = None) -> CellRecord:
+                 control: str | None = None, bound: BoundCheck | None = None,
+                 targets: dict[str, float] | None = None,
+                 budget: Budget | None = None) -> CellRecord:
     """The cell's record: the one place one is put together."""
-    identity, steps = describe(cell, method, plan)
+    identity, steps = describe(cell, method, plan, control)
     return CellRecord(schema_version=SCHEMA_VERSION, cell=cell.to_dict(), identity=identity,
                       plan=steps, sampling=sampling, times=times, cost=cost, metrics=values,
-                      bound=bound, budget=budget)
+                      bound=bound, targets=targets, budget=budget)
 
 
 def _too_small(cell: TimeCell, ctx: CellContext, method: Method,
@@ -196,27 +199,6 @@ def _too_small(cell: TimeCell, ctx: CellContext, method: Method,
                   integrate_time_s=nan, time_per_call_s=None, timings=probe.as_dict())
     return build_record(cell, method, plan, sampling, times, training_cost(ctx, plan), {},
                         budget=budgets.too_small_fields(cell, choice))
-
-
-def cell_metrics(cell: Cell, ctx: CellContext) -> list[tuple[str, Metric]]:
-    """The cell's metrics (the suite's choice, else the task's), with their options."""
-    options = cell.metric_options or {}
-    return [(name, instantiate(metrics, name, {**ctx.task.metric_options.get(name, {}),
-                                               **options.get(name, {})}))
-            for name in cell.metrics or ctx.task.metrics]
-
-
-def metric_setup(cell: Cell, ctx: CellContext, name: str,
-                 metric: Metric) -> dict[str, torch.Tensor]:
-    """Set the metric up on the training split; its reference statistics (cached)."""
-    metric.setup(ctx.data.train, ctx.data.train_labels)
-    return ctx.metric_stats(name, metric, reference_split(cell, ctx), cell.seed)
-
-
-def reference_split(cell: Cell, ctx: CellContext) -> torch.Tensor:
-    """What the metrics compare samples with: the first n_eval of the held-out split, or of
-    the training split with ``reference = "train"``."""
-    return (ctx.data.train if cell.reference == "train" else ctx.data.test)[: cell.n_eval]
 
 
 def prepare_cell(cell: Cell, method: Method, cache: Cache, memo: Memo | None = None) -> None:

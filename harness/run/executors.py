@@ -46,6 +46,7 @@ KINDS = ("processes", "ray")
 WORKERS_ENV = "WSFM_BENCH_WORKERS"  # the default of --workers, when set
 MAX_ATTEMPTS = 3
 Emit = Callable[[CellRecord, "np.ndarray | None"], None]
+Prepared = Callable[[Cell, float], None]  # a preparation of this cell took these seconds
 
 
 class WorkerLost(WsfmBenchError):
@@ -126,8 +127,11 @@ def resolve_executor(kind: str | None = None, workers: int | None = None,
 
 
 def run_cells(spec: ExecutorSpec, cells: list[Cell], cache: Cache, emit: Emit,
-              progress: bool = True, label: str = "cells") -> None:
-    """Run the cells with the executor ``spec``; ``emit`` each record as it comes back."""
+              progress: bool = True, label: str = "cells",
+              on_prepared: Prepared | None = None) -> None:
+    """Run the cells with the executor ``spec``; ``emit`` each record as it comes back, and
+    tell ``on_prepared`` how long each preparation took (parallel executors prepare apart;
+    in this process a cell prepares its own method and its record says how long)."""
     if spec.kind == "serial":
         _run_serial(spec, cells, cache, emit, progress, label)
         return
@@ -138,7 +142,7 @@ def run_cells(spec: ExecutorSpec, cells: list[Cell], cache: Cache, emit: Emit,
     else:
         backend = ProcessBackend(spec, cache, cells[0].device if cells else "cpu")
     try:
-        schedule(plan(cells), backend, spec, cache, emit, progress, label)
+        schedule(plan(cells), backend, spec, cache, emit, progress, label, on_prepared)
     finally:
         backend.close()
 
@@ -178,8 +182,23 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def _retry(kind: str, item: Any, why: Any, attempts: Counter[int]) -> None:
+    """Count a lost job; stop the run, naming it, when it was lost MAX_ATTEMPTS times."""
+    attempts[id(item)] += 1
+    cell = item.cell if kind == "prep" else item
+    if attempts[id(item)] >= MAX_ATTEMPTS:
+        raise WorkerLost(
+            f"a worker died {MAX_ATTEMPTS} times running {kind} of {cell.task}/{cell.method} "
+            f"seed {cell.seed} ({why}); the records written so far are kept: rerun the same "
+            "command to resume")
+    tqdm.write(f"wsfm-bench: a worker died ({why}) running {kind} of {cell.task}/"
+               f"{cell.method} seed {cell.seed}; retrying it (attempt {attempts[id(item)] + 1} "
+               f"of {MAX_ATTEMPTS})", file=sys.stderr)
+
+
 def schedule(nodes: list[Preparation], backend: Backend, spec: ExecutorSpec, cache: Cache,
-             emit: Emit, progress: bool, label: str) -> None:
+             emit: Emit, progress: bool, label: str,
+             on_prepared: Prepared | None = None) -> None:
     """Each cell once its preparation is done; lost work retried."""
     preps: deque[Preparation] = deque(nodes)
     ready: deque[tuple[Cell, Any]] = deque()
@@ -209,18 +228,7 @@ def schedule(nodes: list[Preparation], backend: Backend, spec: ExecutorSpec, cac
             for handle, outcome, value in backend.wait(list(in_flight)):
                 kind, item, prepared, concurrency = in_flight.pop(handle)
                 if outcome == "lost":
-                    attempts[id(item)] += 1
-                    if attempts[id(item)] >= MAX_ATTEMPTS:
-                        cell = item.cell if kind == "prep" else item
-                        raise WorkerLost(
-                            f"a worker died {MAX_ATTEMPTS} times running {kind} of "
-                            f"{cell.task}/{cell.method} seed {cell.seed} ({value}); the records "
-                            "written so far are kept: rerun the same command to resume")
-                    cell = item.cell if kind == "prep" else item
-                    tqdm.write(f"wsfm-bench: a worker died ({value}) running {kind} of "
-                               f"{cell.task}/{cell.method} seed {cell.seed}; retrying it "
-                               f"(attempt {attempts[id(item)] + 1} of {MAX_ATTEMPTS})",
-                               file=sys.stderr)
+                    _retry(kind, item, value, attempts)
                     (preps.appendleft(item) if kind == "prep"
                      else ready.appendleft((item, prepared)))
                     continue
@@ -229,6 +237,8 @@ def schedule(nodes: list[Preparation], backend: Backend, spec: ExecutorSpec, cac
                 for name, n in value["counts"].items():
                     setattr(cache, name, getattr(cache, name) + n)
                 if kind == "prep":
+                    if on_prepared is not None:
+                        on_prepared(item.cell, float(value.get("seconds", 0.0)))
                     ready.extend((cell, backend.prepared(handle)) for cell in item.cells)
                 else:
                     emit(stamp(value["record"], spec, concurrency), value["samples"])

@@ -5,6 +5,7 @@ built once from its options."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from harness.cache import Cache
@@ -57,8 +58,10 @@ def _counts(cache: Cache) -> dict[str, int]:
 
 def prepare_job(cell_data: dict[str, Any], cache_root: str) -> dict[str, Any]:
     cell, cache = Cell.from_dict(cell_data), Cache(cache_root)
+    start = time.perf_counter()
     process_worker().prepare(cell, cache)
-    return {"touched": sorted(cache.touched), "counts": _counts(cache)}
+    return {"touched": sorted(cache.touched), "counts": _counts(cache),
+            "seconds": time.perf_counter() - start}
 
 
 def cell_job(cell_data: dict[str, Any], cache_root: str) -> dict[str, Any]:

@@ -103,14 +103,16 @@ def time_reference(plan: SamplingPlan, network: Any, x_start: torch.Tensor, time
     return Timing([r[0] for r in runs], first[0]), first[1]
 
 
-def describe(cell: Cell, method: Method, plan: SamplingPlan) -> tuple[Identity, Plan]:
-    """What ran (task, method, its role and variant) and what its plan said it would do."""
+def describe(cell: Cell, method: Method, plan: SamplingPlan,
+             control: str | None = None) -> tuple[Identity, Plan]:
+    """What ran (task, method, its role and variant, its draft and whether that is a control)
+    and what its plan said it would do."""
     identity = Identity(
         cell_id=cell.cell_id, task=cell.task, method=cell.method, role=Role(method.role),
         title=method.title or cell.method,
         variant=compiled_label(plan.variant or method.label(), cell.compile),
         draft=method.starts_from(), seed=cell.seed, device=cell.device,
-        threads=torch.get_num_threads())
+        threads=torch.get_num_threads(), control=control)
     steps = Plan(
         t0=plan.t0 if plan.network is not None else None, n_steps=plan.n_steps,
         k_steps=plan.k_steps, evals_per_step=plan.evals_per_step, solver=plan.solver,

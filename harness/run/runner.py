@@ -13,17 +13,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.analysis.noninferiority import Rules
 from harness.cache import Cache
 from harness.errors import ConfigError, RunDirError
 from harness.plugins import instantiate
 from harness.records import store as records
+from harness.records.cell import Cell
 from harness.records.lock import RunLock
+from harness.records.record import CellRecord
 from harness.records.schema import SCHEMA_VERSION
 from harness.registry import REGISTRIES, tasks
+from harness.run.accounting import TimeBook
 from harness.run.advice import advise_run
 from harness.run.executors import ExecutorSpec, run_cells
 from harness.run.machine import describe_machine, git_commit, package_versions
+from harness.run.sequential import pending_cells
+from harness.run.sequential import until_decided as until_decided_run
 from harness.run.suite import Suite, expand_cells
 from harness.run.timing import check_compile
 
@@ -59,7 +63,7 @@ def plugins_used(suite: Suite) -> dict[str, dict[str, dict[str, str | None]]]:
 def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dict[str, Any]:
     now = _now()
     suite_tasks = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
-    return {
+    manifest = {
         "schema_version": SCHEMA_VERSION,  # harness/records/schemas/manifest.schema.json
         "run_id": run_id,
         "suite": suite.as_dict(),
@@ -75,14 +79,20 @@ def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dic
         "primary_metrics": {name: suite.primary_metric_for(name, task)
                             for name, task in suite_tasks.items()},
         "plugins": plugins_used(suite),
-        # How the headline judges claims, and which seeds choose settings and which report.
+        # How the headline judges claims, and which seeds choose settings and which report
+        # (with the evaluation seeds a sequential design added, kept across resumes).
         "evidence": {
-            "rules": Rules.from_dict(suite.evidence).to_dict(),
+            "rules": suite.rules().to_dict(),
             "seeds": {name: dict(zip(("selection", "evaluation"), suite.seeds_for(name),
                                      strict=True)) for name, _ in suite.tasks},
+            **{k: v for k, v in ((previous or {}).get("evidence") or {}).items()
+               if k in ("looks", "extended")},
         },
         "task_notes": {name: task.notes() for name, task in suite_tasks.items()},
     }
+    if previous and (previous.get("evidence") or {}).get("looks"):
+        manifest["evidence"]["seeds"] = previous["evidence"]["seeds"]
+    return manifest
 
 
 def run_folder(out_dir: str | Path, run_id: str) -> Path:
@@ -105,6 +115,7 @@ def run_suite(
     cache: Cache | None = None,
     progress: bool = True,
     executor: ExecutorSpec | None = None,
+    until_decided: bool = False,
 ) -> Path:
     """Run every cell not already recorded under out_dir/run_id; returns the run folder.
 
@@ -134,7 +145,7 @@ def run_suite(
         manifest["executor"] = spec.describe()
         records.write_manifest(run_dir, manifest)
         try:
-            _run(suite, run_dir, manifest, cache or Cache(), progress, spec)
+            _run(suite, run_dir, manifest, cache or Cache(), progress, spec, until_decided)
         except BaseException as exc:
             reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
             manifest.update(status="failed", error=reason, finished=_now())
@@ -147,17 +158,10 @@ def run_suite(
 
 
 def _run(suite: Suite, run_dir: Path, manifest: dict[str, Any], cache: Cache,
-         progress: bool, spec: ExecutorSpec) -> None:
-    run_id = manifest["run_id"]
-    for name, options in suite.tasks:
-        if not records.reference_path(run_dir, name).exists():
-            task = instantiate(tasks, name, options)
-            held_out = task.load().test[: task.samples_kept]
-            records.write_reference(run_dir, name, held_out.numpy())
-
-    cells = expand_cells(suite)
-    done = records.finished_cells(run_dir)
-    todo = [c for c in cells if c.cell_id not in done]
+         progress: bool, spec: ExecutorSpec, until_decided: bool = False) -> None:
+    run_id, start, book = manifest["run_id"], time.perf_counter(), TimeBook()
+    _write_references(suite, run_dir)
+    cells, todo = _cells(suite, run_dir, manifest)
     reused = len(cells) - len(todo)
     # Status lines are printed even without progress bars (--quiet).
     manifest["cells"] = {"total": len(cells), "reused": reused, "run": 0}
@@ -171,16 +175,46 @@ def _run(suite: Suite, run_dir: Path, manifest: dict[str, Any], cache: Cache,
         check_compile(backend, suite.device)  # fails here, not after hours of other cells
     # t0 advice per task and warm-start draft, from the data alone, before any WS-FM training.
     advise_run(suite, run_dir, cache, progress=progress)
-    run_cells(spec, todo, cache, lambda record, samples: records.write_cell(
-        run_dir, record, samples), progress=progress, label=f"cells ({run_id})")
 
+    def emit(record: CellRecord, samples: Any) -> None:
+        records.write_cell(run_dir, record, samples)
+        book.cell(record)
+
+    def run(batch: list[Cell]) -> None:
+        finished = records.finished_cells(run_dir)
+        run_cells(spec, [c for c in batch if c.cell_id not in finished], cache, emit,
+                  progress=progress, label=f"cells ({run_id})", on_prepared=book.prepared)
+
+    run(todo)
+    if until_decided:
+        until_decided_run(suite, run_dir, manifest, run)
+        cells, _ = _cells(suite, run_dir, manifest)
+    wall = time.perf_counter() - start
+    print("\n".join(book.lines(wall)), flush=True)
     manifest.update(
-        finished=_now(),
-        status="complete",
-        cells={"total": len(cells), "reused": reused, "run": len(todo)},
+        finished=_now(), status="complete", time=book.as_dict(wall),
+        cells={"total": len(cells), "reused": reused, "run": book.cells},
         cache={"root": str(cache.root), "hits": cache.hits, "misses": cache.misses,
                "discarded": cache.discarded},
     )
     manifest.pop("error", None)
     records.write_manifest(run_dir, manifest)
     records.write_records_csv(run_dir)
+
+
+def _write_references(suite: Suite, run_dir: Path) -> None:
+    """A fixed subset of each task's held-out split, stored so reports need no data loading."""
+    for name, options in suite.tasks:
+        if not records.reference_path(run_dir, name).exists():
+            task = instantiate(tasks, name, options)
+            held_out = task.load().test[: task.samples_kept]
+            records.write_reference(run_dir, name, held_out.numpy())
+
+
+def _cells(suite: Suite, run_dir: Path, manifest: dict[str, Any]) -> tuple[list[Cell],
+                                                                           list[Cell]]:
+    """(every cell of the run, those not recorded yet): the suite's cells and those its
+    sequential design added (harness.run.sequential)."""
+    cells = expand_cells(suite) + pending_cells(manifest)
+    done = records.finished_cells(run_dir)
+    return cells, [c for c in cells if c.cell_id not in done]

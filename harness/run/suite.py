@@ -40,13 +40,19 @@ method (``time_budgets = []`` there: none for that method).
 
 Evidence (harness.analysis.evidence): the headline judges each warm start by a paired
 non-inferiority test against full FM's cheapest non-inferior configuration, with a margin per
-metric and a level alpha; settings are chosen on ``selection_seeds``, disjoint from the
-evaluation ``seeds``. Both are recorded in the manifest::
+metric (stated before the data, with a reason: harness.analysis.margins) and a level alpha;
+settings are chosen on ``selection_seeds``, disjoint from the evaluation ``seeds``. Both are
+recorded in the manifest::
 
     [evidence]
     alpha = 0.05
     margin = { rel = 0.05 }            # every metric: 5% of the reference's best mean
-    margins = { fid = { abs = 1.0 } }  # per metric (rel and/or abs; the larger applies)
+    margins = { fid = { abs = 1.0, reason = "what a reader calls the same" } }  # per metric
+    max_seeds = 20                     # --until-decided adds evaluation seeds to undecided
+    seed_batch = 5                     # rows, this many at a time, up to max_seeds per task
+
+A task's own margins go in its entry: ``margins = { swd = { abs = 0.004, reason = "..." } }``
+(or ``{ retain = 0.8 }``: keep 80% of full FM's improvement over the draft alone).
 
 Everything is validated (plugin names, options, t0, budgets, device) before any work
 starts; errors name the bad key and what is allowed.
@@ -129,6 +135,13 @@ class Suite:
             return chosen
         return task.primary_metric if task.primary_metric in names else names[0]
 
+    def rules(self) -> Rules:
+        """How the headline judges this suite's claims: [evidence] and the tasks' margins."""
+        margins = {name: s["margins"] for name, s in self.task_settings.items()
+                   if s.get("margins")}
+        return Rules.from_dict({**self.evidence, **({"task_margins": margins} if margins
+                                                    else {})})
+
     def seeds_for(self, task: str) -> tuple[list[int], list[int]]:
         """(selection seeds, evaluation seeds) of a task: its own settings, else the suite's."""
         settings = self.task_settings.get(task, {})
@@ -161,7 +174,7 @@ class Suite:
 _TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
 TASK_SETTINGS = ("n_samples", "n_eval", "repeats", "budgets", "training", "time_budgets",
                  "time_batch", "seeds", "selection_seeds", "metrics", "metric_options",
-                 "primary_metric", "reference")
+                 "primary_metric", "reference", "margins")
 _METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets"}
 
 
@@ -180,12 +193,13 @@ def _compile_list(value: Any, what: str) -> list[str | bool]:
 
 def _with_compile(suite: Suite, cells: list[Cell]) -> list[Cell]:
     """Each cell once per compile value (a compiled twin right after its eager cell), except
-    for a draft alone (the floor): no network to compile, so it runs once, eager."""
+    for a draft alone (the floor) and real data: no network to compile, so they run once,
+    eager."""
     if suite.compile == [False]:
         return cells
     out = []
     for cell in cells:
-        has_network = methods.get(cell.method).role != Role.FLOOR
+        has_network = methods.get(cell.method).role not in (Role.FLOOR, Role.DATA)
         out += [replace(cell, compile=c) for c in (suite.compile if has_network else [False])]
     return out
 
@@ -238,6 +252,7 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         exclusive_timing=_flag(data.get("exclusive_timing", False),
                                f"{source}: exclusive_timing"),
     )
+    suite.rules()  # the tasks' margins, checked with [evidence]
     validate(suite, source)
     return suite
 
