@@ -3,12 +3,12 @@ harness can say "non-inferior" when that is true and "inferior" when that is tru
 for every modality: continuous data (points, images) and tokens (text).
 
 - ``corrupted-data`` (known positive): training data under a known, removable corruption
-  (Gaussian noise for points and images, random character substitutions for text), paired
-  with the clean data it was made from. A warm start trained on these pairs learns to remove
-  the corruption; sampled from fresh corrupted data it gives data back, so it must read
-  non-inferior to the full model (and, by a late t0, with a speed-up near its bound). The
-  corruption must be strong enough that the corrupted data alone read worse than the full
-  model, or the row reads "draft-alone-suffices" and the control tests nothing.
+  (Gaussian noise for points, a Gaussian blur for images, random character substitutions for
+  text), paired with the clean data it was made from. A warm start trained on these pairs
+  learns to remove the corruption; sampled from fresh corrupted data it gives data back, so it
+  must read non-inferior to the full model (and, by a late t0, with a speed-up near its
+  bound). The corruption must be strong enough that the corrupted data alone read worse than
+  the full model, or the row reads "draft-alone-suffices" and the control tests nothing.
 - ``noise`` (known negative): pure noise presented as a draft (a Gaussian with the data's
   mean and spread per coordinate; uniformly random characters), paired with itself: it holds
   nothing about the data to refine towards, so a warm start from it at a late t0 must read
@@ -19,10 +19,12 @@ If a control misreads, the report says so at its top: that run cannot be trusted
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from harness.plugins import Draft
 
@@ -53,32 +55,37 @@ class _DataDraft(Draft):
 class CorruptedData(_DataDraft):
     """Known-positive control: corrupted training data, paired with the clean data.
 
-    The corruption is removable: Gaussian noise of std ``noise`` for points and images, each
-    character replaced by a random one with probability ``substitute`` for text."""
+    The corruption is removable: Gaussian noise of ``noise`` times the data's spread per
+    coordinate for points, a Gaussian blur of ``blur`` pixels (standard deviation) for images,
+    each character replaced by a random one with probability ``substitute`` for text."""
 
-    noise: float = 0.5
+    noise: float = 0.2
+    blur: float = 0.7
     substitute: float = 0.15
     control = "positive"
     version = "1"
 
     def __post_init__(self) -> None:
         super().__init__()
-        if not self.noise > 0 or not 0 < self.substitute < 1:
-            raise ValueError(f"need noise > 0 and 0 < substitute < 1; got noise={self.noise}, "
-                             f"substitute={self.substitute}")
+        if not (self.noise > 0 and self.blur > 0 and 0 < self.substitute < 1):
+            raise ValueError(f"need noise > 0, blur > 0 and 0 < substitute < 1; got noise="
+                             f"{self.noise}, blur={self.blur}, substitute={self.substitute}")
 
     def fit(self, train: torch.Tensor, generator: torch.Generator) -> None:
         vocab = 0 if train.is_floating_point() else int(train.max()) + 1
-        self._state = {"data": train.clone(), "vocab": vocab}
+        std = train.float().std(0) if train.is_floating_point() else torch.zeros(())
+        self._state = {"data": train.clone(), "vocab": vocab, "std": std}
 
     def _clean(self, n: int, g: torch.Generator) -> torch.Tensor:
         data = self._state["data"]
         return data[torch.randint(len(data), (n,), generator=g, device=data.device)]
 
     def _corrupt(self, clean: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if clean.is_floating_point() and clean.dim() == 4:  # images (N, C, H, W)
+            return gaussian_blur(clean, self.blur)
         if clean.is_floating_point():
             noise = torch.randn(clean.shape, generator=g, device=clean.device)
-            return clean + self.noise * noise
+            return clean + self.noise * self._state["std"] * noise
         swap = torch.rand(clean.shape, generator=g, device=clean.device) < self.substitute
         return torch.where(swap, self._uniform_tokens(tuple(clean.shape), g, clean.device),
                            clean)
@@ -89,6 +96,19 @@ class CorruptedData(_DataDraft):
     def pairs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         clean = self._clean(n, generator)
         return self._corrupt(clean, generator), clean
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``images`` (N, C, H, W) blurred by a Gaussian of ``sigma`` pixels (edges reflected)."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = images.shape[1]
+    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1),
+                    groups=channels)
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
 
 
 @dataclass

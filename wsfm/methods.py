@@ -73,10 +73,13 @@ def full_model(ctx: CellContext) -> nn.Module:
             return sum(float(held(g)) for _ in range(HELD_OUT_BATCHES)) / HELD_OUT_BATCHES
 
         curve: list[list[float]] = []
+        stopped: list[str] = []
         losses = optimise(net, loss, ctx.train_config, ctx.generator("train:full-fm"),
                           desc=f"full-fm {ctx.task_name} seed {ctx.seed}",
-                          progress=ctx.progress, held_out=held_out, curve=curve)
-        return {"convergence": convergence(curve, ctx.train_config, len(losses))}
+                          progress=ctx.progress, held_out=held_out, curve=curve,
+                          stopped=stopped)
+        return {"convergence": convergence(curve, ctx.train_config, len(losses),
+                                           stopped[0] if stopped else None)}
 
     return ctx.network("flow", {"t_start": 0.0, "source": "noise"}, train)
 

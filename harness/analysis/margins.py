@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ConfigError
@@ -61,7 +61,12 @@ class Margin:
         return " or ".join(parts) + (" (the larger)" if len(parts) > 1 else "") or "0"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+        """The TOML/JSON table ``margin_from_table`` reads back: only what is set."""
+        if self.retain is not None:
+            keep = {"retain": self.retain}
+        else:
+            keep = {k: v for k, v in (("abs", self.abs), ("rel", self.rel)) if v} or {"abs": 0.0}
+        return {**keep, **({"reason": self.reason} if self.reason else {})}
 
 
 DEFAULT = Margin(rel=0.05, reason="the default: 5% of the reference's best mean (no margin "

@@ -12,17 +12,16 @@ class TrainConfig:
 
     ``steps`` Adam steps with cosine decay, for every network trained for a fixed length.
     A full model (the reference the warm starts are judged against) is trained until a
-    held-out criterion stops improving instead, when ``patience`` > 0: its held-out
-    flow-matching loss is checked every ``check_every`` steps; ``patience`` checks without an
-    improvement of ``min_delta`` (relative) halve the learning rate, the ``halvings``-th such
-    plateau stops training, and so does the cap ``max_steps``; the best weights are kept.
+    held-out criterion stops improving instead, when ``patience`` > 0: in cosine cycles, the
+    first ``steps`` long and each next one twice as long (warm restarts), its held-out
+    flow-matching loss checked at the end of each cycle (where the schedule has annealed);
+    ``patience`` cycles in a row without a relative improvement of ``min_delta`` stop it, and
+    so does the cap ``max_steps``; the best weights are kept.
     """
 
     steps: int = 2000
     batch_size: int = 256
     lr: float = 2e-3
-    patience: int = 0  # 0: the full model too trains for ``steps``, cosine decay
-    check_every: int = 100
-    min_delta: float = 0.002
-    halvings: int = 3
+    patience: int = 0  # 0: the full model too trains for ``steps``
+    min_delta: float = 0.01
     max_steps: int = 20_000

@@ -1,5 +1,6 @@
-"""The one training loop every method and task shares: Adam on a batch loss, with cosine decay
-over a fixed length, or until a held-out loss stops improving (a full model).
+"""The one training loop every method and task shares: Adam on a batch loss with cosine decay,
+over a fixed length, or in cycles of doubling length until a held-out loss stops improving (a
+full model).
 
 What is minimised is the method's own business (``wsfm.loss.flow_matching_loss``, the
 diffusion and AR losses in baselines/); this loop only steps the optimiser and reports progress.
@@ -26,78 +27,74 @@ def optimise(
     progress: bool = True,
     held_out: Callable[[], float] | None = None,
     curve: list[list[float]] | None = None,
+    stopped: list[str] | None = None,
 ) -> list[float]:
-    """Adam on ``batch_loss``; returns the loss of every step.
+    """Adam with cosine decay on ``batch_loss``; returns the loss of every step.
 
-    Without ``held_out``, or with ``config.patience`` = 0: ``config.steps`` steps with cosine
-    decay. With ``held_out`` (a loss on data the network does not train on, the same batches
-    every call), its value at each check is appended to ``curve`` as [step, loss]: the
-    convergence record (``convergence``); with ``config.patience`` > 0 training runs until
-    that loss stops improving (``_Plateau``), and the best weights are kept."""
-    early = held_out is not None and config.patience > 0
-    total = config.max_steps if early else config.steps
+    Without ``held_out``, or with ``config.patience`` = 0: one cycle of ``config.steps``
+    steps; with ``held_out`` (a loss on data the network does not train on, the same batches
+    every call), its value after each fifth of training is appended to ``curve`` as
+    [step, loss], the convergence record (``convergence``). With ``config.patience`` > 0:
+    cycles of doubling length until the held-out loss at a cycle's end stops improving
+    (TrainConfig), the best weights kept; ``curve`` gets each cycle's end and ``stopped`` why
+    training stopped ("plateau" or "cap")."""
+    if held_out is None or config.patience <= 0:
+        checks = {max(1, round(config.steps * k / CHECKS)) for k in range(1, CHECKS + 1)}
+        return _cycle(net, batch_loss, config, config.steps, generator, desc, progress,
+                      held_out, curve, checks, 0)
+    losses: list[float] = []
+    best, best_state, stale, length = math.inf, None, 0, config.steps
+    why = "cap"
+    while len(losses) + length <= config.max_steps:
+        losses += _cycle(net, batch_loss, config, length, generator, desc, progress, None,
+                         None, set(), len(losses))
+        with torch.no_grad():
+            value = float(held_out())
+        if curve is not None:
+            curve.append([len(losses), value])
+        if value < best * (1 - config.min_delta):
+            best, stale = value, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                why = "plateau"
+                break
+        length *= 2
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    if stopped is not None:
+        stopped.append(why)
+    return losses
+
+
+def _cycle(net: nn.Module, batch_loss: Callable[[torch.Generator], torch.Tensor],
+           config: TrainConfig, steps: int, generator: torch.Generator, desc: str,
+           progress: bool, held_out: Callable[[], float] | None,
+           curve: list[list[float]] | None, checks: set[int], done: int) -> list[float]:
+    """One cosine cycle of ``steps`` Adam steps from ``config.lr``; the held-out loss at the
+    steps in ``checks`` goes to ``curve``. Leaves the network in eval mode."""
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    sched = None if early else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    checks = ({max(1, round(total * k / CHECKS)) for k in range(1, CHECKS + 1)}
-              if not early else None)
-    plateau = _Plateau(config, opt, net) if early else None
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     net.train()
     losses: list[float] = []
-    bar = tqdm(range(total), desc=desc, leave=False, disable=not progress)
+    bar = tqdm(range(steps), desc=desc, leave=False, disable=not progress)
     for step in bar:
         loss = batch_loss(generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if sched is not None:
-            sched.step()
+        sched.step()
         losses.append(loss.item())
         if len(losses) % 200 == 0:
             bar.set_postfix(loss=f"{sum(losses[-200:]) / 200:.4f}")
-        due = (step + 1) % config.check_every == 0 if early else step + 1 in checks
-        if held_out is not None and due:
+        if held_out is not None and curve is not None and step + 1 in checks:
             net.eval()
             with torch.no_grad():
-                value = float(held_out())
+                curve.append([done + step + 1, float(held_out())])
             net.train()
-            if curve is not None:
-                curve.append([step + 1, value])
-            if plateau is not None and plateau.stop(step + 1, value):
-                break
-    if plateau is not None:
-        plateau.restore_best()
     net.eval()
     return losses
-
-
-class _Plateau:
-    """Training until the held-out loss stops improving: ``patience`` checks without a
-    relative improvement of ``min_delta`` halve the learning rate; the ``halvings``-th such
-    plateau stops; the best weights seen are restored at the end."""
-
-    def __init__(self, config: TrainConfig, opt: torch.optim.Optimizer, net: nn.Module) -> None:
-        self.config, self.opt, self.net = config, opt, net
-        self.best, self.best_state, self.bad, self.plateaus = math.inf, None, 0, 0
-
-    def stop(self, step: int, value: float) -> bool:
-        if value < self.best * (1 - self.config.min_delta) or self.best_state is None:
-            self.best, self.bad = value, 0
-            self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-            return False
-        self.bad += 1
-        if self.bad < self.config.patience:
-            return False
-        self.plateaus += 1
-        self.bad = 0
-        if self.plateaus > self.config.halvings:
-            return True
-        for group in self.opt.param_groups:
-            group["lr"] *= 0.5
-        return False
-
-    def restore_best(self) -> None:
-        if self.best_state is not None:
-            self.net.load_state_dict(self.best_state)
 
 
 CHECKS = 5  # held-out evaluations per training run
@@ -105,7 +102,7 @@ PLATEAU = 0.02  # the held-out loss fell by less than this share over the last f
 
 
 def convergence(curve: list[list[float]], config: TrainConfig | None = None,
-                steps_run: int | None = None) -> dict[str, object]:
+                steps_run: int | None = None, stopped: str | None = None) -> dict[str, object]:
     """The convergence record of a held-out ``curve``: the curve, the relative fall of the
     held-out loss over the last fifth of training and whether that is under PLATEAU (fixed
     length), or, trained until the loss stopped improving (``config.patience`` > 0), the
@@ -113,10 +110,11 @@ def convergence(curve: list[list[float]], config: TrainConfig | None = None,
     record: dict[str, object] = {"heldout_loss": curve, "last_fall": None, "plateaued": None}
     if config is not None and config.patience > 0 and curve:
         best_step, best = min(curve, key=lambda point: point[1])
-        capped = steps_run is not None and steps_run >= config.max_steps
-        return {**record, "criterion": "held-out loss", "steps_run": steps_run,
-                "best_step": best_step, "best_loss": best, "max_steps": config.max_steps,
-                "stopped": "cap" if capped else "plateau", "plateaued": not capped}
+        capped = stopped == "cap"
+        return {**record, "criterion": "held-out loss at each cycle's end",
+                "steps_run": steps_run, "best_step": best_step, "best_loss": best,
+                "max_steps": config.max_steps, "stopped": "cap" if capped else "plateau",
+                "plateaued": not capped}
     if len(curve) < 2:
         return record
     before, last = curve[-2][1], curve[-1][1]

@@ -39,7 +39,8 @@ def break_even(extra_s: float, saving_s: float) -> str:
 
 
 def convergence_table(records: list[CellRecord]) -> str:
-    """Per task: full FM's held-out loss over training and whether it plateaued, per seed."""
+    """Per task and seed: the full model's quality against training steps (its held-out
+    flow-matching loss at each check) and where and why training stopped."""
     seen: dict[tuple[str, int], Mapping[str, Any]] = {}
     for r in records:
         conv = r.cost.convergence
@@ -47,23 +48,32 @@ def convergence_table(records: list[CellRecord]) -> str:
             seen.setdefault((r.identity.task, r.identity.seed), conv)
     if not seen:
         return ""
-    body = []
-    for (task, seed), conv in sorted(seen.items()):
-        curve = " → ".join(fmt(loss, 3) for _, loss in conv.get("heldout_loss") or [])
-        fall = conv.get("last_fall")
-        state = {True: "plateaued", False: "still falling: under-trained"}.get(
-            conv.get("plateaued"), "–")
-        body.append([task, str(seed), curve, "–" if fall is None else f"{100 * fall:.1f}%",
-                     state])
-    return ("### Did full FM converge?\n\nFull FM's flow-matching loss on held-out data (the "
-            "same batches each time) after each fifth of its training, per seed; plateaued "
-            "when it fell by less than 2% over the last fifth. A full model still improving "
-            "is a weak reference: a warm start that matches it may not match a trained one. "
-            "The learning rate decays to zero on a cosine schedule, which flattens the end of "
-            "every run: plateaued means the run settled, not that a longer schedule would not "
-            "do better (the suite's training steps decide that).\n\n"
-            + md_table(["task", "seed", "held-out loss", "fall over the last fifth", "state"],
-                       body))
+    body = [[task, str(seed), " → ".join(f"{fmt(step)}: {fmt(loss, 3)}"
+                                         for step, loss in conv.get("heldout_loss") or []),
+             _stopped(conv)] for (task, seed), conv in sorted(seen.items())]
+    return ("### Did full FM converge?\n\nThe full model's quality against training steps: "
+            "its flow-matching loss on held-out data (the same batches each time) at each "
+            "check, per seed. Trained until that loss stops improving (the suite's training "
+            "patience), it is checked at the end of each cosine cycle, where the learning rate "
+            "has annealed, the next cycle twice as long, and the best weights are kept; trained "
+            "for a fixed number of steps, after each fifth, and a fall of under 2% over the "
+            "last fifth reads as settled (a cosine schedule flattens the end of any run, so "
+            "settled is not converged). A full model still improving is a weak reference: a "
+            "warm start that matches it may not match a trained one.\n\n"
+            + md_table(["task", "seed", "held-out loss by step", "stopped"], body))
+
+
+def _stopped(conv: Mapping[str, Any]) -> str:
+    """Where and why a full model's training stopped, in words."""
+    if conv.get("criterion"):
+        why = {"plateau": "the held-out loss stopped improving",
+               "cap": "at the step cap, still improving: under-trained"}.get(
+            conv.get("stopped"), "–")
+        return f"{why} ({fmt(conv.get('steps_run'))} steps, best at {fmt(conv.get('best_step'))})"
+    fall = conv.get("last_fall")
+    state = {True: "settled", False: "still falling: under-trained"}.get(conv.get("plateaued"),
+                                                                          "–")
+    return state + ("" if fall is None else f" (fell {100 * fall:.1f}% over the last fifth)")
 
 
 def training_section(cells: pd.DataFrame, rows: list[Mapping[str, Any]],

@@ -27,9 +27,16 @@ def _check_training(training: Any, where: str) -> None:
         raise ConfigError(
             f"{where} has no key {', '.join(map(repr, bad))}; allowed: {', '.join(allowed)}"
         )
-    for key in ("steps", "batch_size"):
+    for key in ("steps", "batch_size", "max_steps"):
         if key in training:
             positive_int(training[key], f"{where}: {key}")
+    patience = training.get("patience", 0)
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise ConfigError(f"{where}: patience must be a whole number >= 0 (0: train for "
+                          f"steps; k: until k cycles in a row do not improve), got {patience!r}")
+    delta = training.get("min_delta", 0.01)
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 <= delta < 1:
+        raise ConfigError(f"{where}: min_delta must be a number in [0, 1), got {delta!r}")
     lr = training.get("lr", 1.0)
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
