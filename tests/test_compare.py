@@ -13,8 +13,7 @@ import pytest
 from harness.analysis.compare import Tol, Tolerances, add_arguments, compare_runs, run
 from harness.errors import ConfigError, RunDirError
 from harness.records.schema import SCHEMA_VERSION
-from harness.records.store import write_cell
-from tests.synthetic import to_record
+from tests.synthetic import run_cell, suite_of, to_record, write_run
 
 SEEDS = [0, 1, 2]
 NOISE = {0: -0.01, 1: 0.0, 2: 0.01}  # sd 0.01 over three seeds
@@ -80,21 +79,23 @@ def _make_run(root: Path, name: str, mutate: Mutate | None = None,
               seeds: list[int] = SEEDS, version_1: bool = False, **manifest: object) -> Path:
     """A run folder; ``version_1``: written as results schema version 1 wrote it."""
     run_dir = root / name
-    run_dir.mkdir()
     head = {**_manifest(name, seeds), **manifest}
-    if version_1:
-        head["schema_version"] = "1"
-    (run_dir / "manifest.json").write_text(json.dumps(head))
+    recs = []
     for seed in seeds:
         for rec in (_record("full-fm", seed), _record("ws-fm", seed, t0=0.5)):
             if mutate:
                 mutate(rec)
-            if version_1:
-                path = run_dir / "cells" / f"{rec['cell_id']}.json"
-                path.parent.mkdir(exist_ok=True)
-                path.write_text(json.dumps({"schema_version": "1", **rec}))
-            else:
-                write_cell(run_dir, to_record(rec), None)
+            recs.append(run_cell(rec))
+    if not version_1:
+        write_run(run_dir, head, recs)
+        return run_dir
+    (run_dir / "cells").mkdir(parents=True)
+    suite = suite_of(to_record(rec) for rec in recs)
+    (run_dir / "manifest.json").write_text(json.dumps({**head, "schema_version": "1",
+                                                       "suite": suite}))
+    for rec in recs:
+        path = run_dir / "cells" / f"{rec['cell_id']}.json"
+        path.write_text(json.dumps({"schema_version": "1", **rec}))
     return run_dir
 
 

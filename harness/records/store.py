@@ -30,6 +30,7 @@ import pandas as pd
 
 from harness.errors import RunDirError
 from harness.records import atomic, record
+from harness.records.membership import check_cell
 from harness.records.record import CellRecord
 from harness.records.schema import validate_manifest, validate_record
 
@@ -120,7 +121,10 @@ def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[C
     """The run's cell records. By default the NFE-budget cells only (what every table, figure
     and comparison is built from); ``time_budgets=True`` gives the wall-clock-budget cells
     (harness.run.budgets, the report's "Equal wall-clock" section), None all of them. Records
-    of an older schema version are migrated (harness.records.migrate)."""
+    of an older schema version are migrated (harness.records.migrate). A cell file that is not
+    its own cell's record, or not a cell of the run's suite, is refused
+    (harness.records.membership): cells are the source of truth of everything built on them."""
+    suite = read_manifest(run_dir)["suite"] if (Path(run_dir) / MANIFEST).exists() else None
     records = []
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
         try:
@@ -131,6 +135,7 @@ def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[C
             ) from exc
         cell = CellRecord.from_json(validate_record(data, path,
                                                     hint="delete it to rerun that cell"))
+        check_cell(path, cell, suite)
         if time_budgets is None or (cell.budget is not None) == time_budgets:
             records.append(cell)
     return records
