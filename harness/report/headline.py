@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import pandas as pd
 from harness.analysis.evidence import headline
 from harness.analysis.noninferiority import Rules
 from harness.analysis.stats import coerce_numeric
-from harness.records.store import load_run, read_manifest
+from harness.records.status import RunStatus
+from harness.records.store import load_run, read_manifest, refresh_records_csv
 from harness.report import figures
 from harness.report.format import fmt, md_table, slug
 
@@ -166,13 +168,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the headline of a run (Markdown, or JSON with --json)."""
+    """Print the headline of a run (Markdown, or JSON with --json). An unfinished run says so:
+    first (and on stderr), and in each JSON row's ``run``."""
     manifest = read_manifest(args.run_dir)
-    rows, notes = headline(load_run(args.run_dir), manifest)
+    status, df = RunStatus.of(args.run_dir, manifest), load_run(args.run_dir)
+    if df.empty:
+        raise status.nothing_recorded("summarise")
+    for line in (refresh_records_csv(args.run_dir), status.line() and
+                 f"wsfm-bench: warning: {status.line()}"):
+        if line:
+            print(line, file=sys.stderr)
+    rows, notes = headline(df, manifest)
     if args.json:
-        print(json.dumps(summary_rows(rows), indent=2))
+        print(json.dumps([{**row, "run": status.to_json()} for row in summary_rows(rows)],
+                         indent=2))
     else:
-        print(_intro(manifest) + "\n\n" + headline_table(rows) + "\n")
+        print((f"**{status.line()}**\n\n" if status.line() else "")
+              + _intro(manifest) + "\n\n" + headline_table(rows) + "\n")
         if paper_table(rows):
             print(paper_table(rows) + "\n")
         for task in sorted(notes):
