@@ -17,7 +17,9 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -250,8 +252,10 @@ class Cache:
         """
         if older_than_days is None and not key_prefix and kind is None and not everything:
             raise ConfigError("cache clear needs a filter (--older-than, --key, --kind) or --all")
-        if older_than_days is not None and older_than_days < 0:
-            raise ConfigError(f"--older-than {older_than_days}: must be at least 0 days")
+        if older_than_days is not None and not (math.isfinite(older_than_days)
+                                                and older_than_days >= 0):
+            # An age compared with NaN is never "newer", so NaN would remove every entry.
+            raise ConfigError(f"--older-than {older_than_days}: {AGE_HELP}")
         if kind is not None:
             present = sorted(p.name for p in self.root.glob("*") if p.is_dir())
             if kind not in set(present) | set(KINDS):
@@ -269,6 +273,23 @@ class Cache:
                     e.path.with_suffix(suffix).unlink(missing_ok=True)
             removed.append(e)
         return removed
+
+
+AGE_HELP = ("give a finite age of at least 0, in days (30, 0.5, 30d) or hours (12h); "
+            "nothing was removed")
+_AGE = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<unit>[dh]?)")
+
+
+def parse_age(text: str) -> float:
+    """``--older-than`` in days: "30", "0.5", "30d" or "12h" (hours). Anything else (nan, inf,
+    a negative or signed number, another unit) is refused: it must never widen what is removed."""
+    match = _AGE.fullmatch(str(text).strip().lower())
+    if match is None:
+        raise ConfigError(f"--older-than {text!r}: {AGE_HELP}")
+    days = float(match["number"]) / (24 if match["unit"] == "h" else 1)
+    if not math.isfinite(days):  # a number of 400 digits overflows to inf
+        raise ConfigError(f"--older-than {text!r}: {AGE_HELP}")
+    return days
 
 
 def _size(n: float) -> str:
@@ -311,8 +332,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="cache_command", required=True)
     sub.add_parser("list", parents=[common], help="print the cached entries and their size")
     p = sub.add_parser("clear", parents=[common], help="remove cached entries")
-    p.add_argument("--older-than", type=float, metavar="DAYS", dest="older_than",
-                   help="only entries created at least DAYS days ago")
+    p.add_argument("--older-than", metavar="AGE", dest="older_than",
+                   help="only entries created at least AGE ago: days (30, 0.5, 30d) or hours "
+                        "(12h)")
     p.add_argument("--key", metavar="PREFIX", dest="key_prefix",
                    help="only entries whose hash starts with PREFIX")
     p.add_argument("--kind", help=f"only this kind ({', '.join(KINDS)})")
@@ -324,10 +346,16 @@ def run(args: argparse.Namespace) -> int:
     """Carry out `wsfm-bench cache list|clear`; returns the exit code."""
     cache = Cache(getattr(args, "cache", None) or default_cache_dir())
     if args.cache_command == "clear":
-        gone = cache.clear(args.older_than, args.key_prefix, args.kind, args.everything)
+        age = None if args.older_than is None else parse_age(args.older_than)
+        gone = cache.clear(age, args.key_prefix, args.kind, args.everything)
+        missing = "" if cache.root.is_dir() else " (the folder does not exist)"
         print(f"removed {len(gone)} entries ({_size(sum(e.bytes for e in gone))}) "
-              f"from {cache.root}")
+              f"from {cache.root}{missing}")
         return 0
+    if not cache.root.is_dir():
+        what = "is not a folder" if cache.root.exists() else "does not exist"
+        raise ConfigError(f"cache folder {cache.root} {what}: give the folder your runs cache "
+                          "into (--cache DIR or $WSFM_BENCH_CACHE)")
     entries = cache.entries()
     now = datetime.now(UTC)
     print(f"{'kind':<8} {'hash':<12} {'size':>10} {'age':>7}  key")

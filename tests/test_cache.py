@@ -284,3 +284,52 @@ def test_run_lists_a_table_and_clears(tmp_path, capsys) -> None:
         run(_parse(["clear", "--cache", str(tmp_path)]))
     assert run(_parse(["clear", "--all"])) == 0  # default folder: $WSFM_BENCH_CACHE
     assert str(os.environ["WSFM_BENCH_CACHE"]) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("age", ["nan", "NaN", "inf", "-inf", "infinity", "-1", "-0.5", "1e3",
+                                 "30x", "30 days", "", "1" + "0" * 400])
+def test_clear_refuses_an_age_that_is_not_a_number_of_days_or_hours(
+        tmp_path, capsys, age: str) -> None:
+    """NaN compares false with every age, so --older-than nan used to remove every entry."""
+    from harness.cli import main
+
+    cache = _filled(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert main(["cache", "clear", f"--older-than={age}", "--cache", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"wsfm-bench: error: --older-than {age!r}: ")
+    assert "days" in err[0] and "nothing was removed" in err[0]
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == before
+    assert len(cache.entries()) == 3
+
+
+def test_clear_refuses_a_non_finite_age_from_python_too(tmp_path) -> None:
+    cache = _filled(tmp_path)
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ConfigError, match="finite age of at least 0"):
+            cache.clear(older_than_days=bad)
+    assert len(cache.entries()) == 3
+
+
+@pytest.mark.parametrize("age, removed", [("5", 1), ("5d", 1), ("2.5", 2), ("48h", 2),
+                                          ("100h", 1), ("300h", 0), ("0", 3), (".5", 2)])
+def test_clear_takes_days_or_hours(tmp_path, age: str, removed: int) -> None:
+    cache = _filled(tmp_path)  # entries 10 days, 3 days and 0 days old
+    assert run(_parse(["clear", "--older-than", age, "--cache", str(tmp_path)])) == 0
+    assert len(cache.entries()) == 3 - removed
+
+
+def test_list_of_a_missing_folder_says_so(tmp_path, capsys) -> None:
+    from harness.cli import main
+
+    missing = tmp_path / "no-such-cache"
+    assert main(["cache", "list", "--cache", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no empty table
+    [line] = captured.err.strip().splitlines()
+    assert line == (f"wsfm-bench: error: cache folder {missing} does not exist: give the "
+                    "folder your runs cache into (--cache DIR or $WSFM_BENCH_CACHE)")
+    (tmp_path / "a-file").write_text("x")
+    assert main(["cache", "list", "--cache", str(tmp_path / "a-file")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert not missing.exists()  # listing creates nothing

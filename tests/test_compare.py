@@ -13,8 +13,7 @@ import pytest
 from harness.analysis.compare import Tol, Tolerances, add_arguments, compare_runs, run
 from harness.errors import ConfigError, RunDirError
 from harness.records.schema import SCHEMA_VERSION
-from harness.records.store import write_cell
-from tests.synthetic import to_record
+from tests.synthetic import run_cell, suite_of, to_record, write_run
 
 SEEDS = [0, 1, 2]
 NOISE = {0: -0.01, 1: 0.0, 2: 0.01}  # sd 0.01 over three seeds
@@ -80,21 +79,23 @@ def _make_run(root: Path, name: str, mutate: Mutate | None = None,
               seeds: list[int] = SEEDS, version_1: bool = False, **manifest: object) -> Path:
     """A run folder; ``version_1``: written as results schema version 1 wrote it."""
     run_dir = root / name
-    run_dir.mkdir()
     head = {**_manifest(name, seeds), **manifest}
-    if version_1:
-        head["schema_version"] = "1"
-    (run_dir / "manifest.json").write_text(json.dumps(head))
+    recs = []
     for seed in seeds:
         for rec in (_record("full-fm", seed), _record("ws-fm", seed, t0=0.5)):
             if mutate:
                 mutate(rec)
-            if version_1:
-                path = run_dir / "cells" / f"{rec['cell_id']}.json"
-                path.parent.mkdir(exist_ok=True)
-                path.write_text(json.dumps({"schema_version": "1", **rec}))
-            else:
-                write_cell(run_dir, to_record(rec), None)
+            recs.append(run_cell(rec))
+    if not version_1:
+        write_run(run_dir, head, recs)
+        return run_dir
+    (run_dir / "cells").mkdir(parents=True)
+    suite = suite_of(to_record(rec) for rec in recs)
+    (run_dir / "manifest.json").write_text(json.dumps({**head, "schema_version": "1",
+                                                       "suite": suite}))
+    for rec in recs:
+        path = run_dir / "cells" / f"{rec['cell_id']}.json"
+        path.write_text(json.dumps({"schema_version": "1", **rec}))
     return run_dir
 
 
@@ -115,7 +116,7 @@ def test_same_run_has_no_regressions(base: Path) -> None:
     assert result.exit_code == 0 and result.regressions == [] and result.improvements == []
     assert result.compared == 4 and result.unchanged == 4
     assert ("**0 regressions**: quality in 4 compared metric groups: 0 worse, 0 better, "
-            "4 unchanged. 0 timing warning(s)") in result.to_markdown()
+            "4 unchanged, 0 inconclusive. 0 timing warning(s)") in result.to_markdown()
 
 
 def test_worse_lower_is_better_metric_is_a_regression(base: Path, tmp_path: Path) -> None:
@@ -132,10 +133,44 @@ def test_worse_lower_is_better_metric_is_a_regression(base: Path, tmp_path: Path
         assert word in row
 
 
-def test_change_within_tolerance_is_not_a_regression(base: Path, tmp_path: Path) -> None:
-    new = _make_run(tmp_path, "new", _shift("ws-fm", "swd", 0.005))  # swd abs tol 0.01
+def _quiet(rec: dict) -> None:
+    """Seed noise a tenth of the default's: sd 0.001 over three seeds."""
+    for metric in rec["metrics"].values():
+        metric["value"] -= 0.9 * NOISE[rec["seed"]] * (1 if metric["value"] < 0.5 else -1)
+
+
+def test_change_shown_within_tolerance_is_unchanged(tmp_path: Path) -> None:
+    base = _make_run(tmp_path, "base", _quiet)
+
+    def shifted(rec: dict) -> None:
+        _quiet(rec)
+        _shift("ws-fm", "swd", 0.005)(rec)  # swd tolerance: abs 0.01
+    result = compare_runs(base, _make_run(tmp_path, "new", shifted))
+    assert result.exit_code == 0 and result.unchanged == 4 and result.inconclusive == []
+    [group] = [g for g in result.groups if g["method"] == "ws-fm" and g["metric"] == "swd"]
+    low, high = group["interval"]  # the 90% Welch interval of new - base, within +-0.01
+    assert -0.01 < low < 0.005 < high < 0.01 and group["p_value"] < 0.05
+    assert group["status"] == "unchanged" and "TOST" in group["detail"]
+
+
+def test_change_within_tolerance_with_too_few_seeds_is_inconclusive(base: Path,
+                                                                    tmp_path: Path) -> None:
+    """sd 0.01 over three seeds cannot show a change of 0.005 within 0.01: inconclusive,
+    listed with its interval, never counted as unchanged; --strict fails it."""
+    new = _make_run(tmp_path, "new", _shift("ws-fm", "swd", 0.005))
     result = compare_runs(base, new)
-    assert result.exit_code == 0 and result.unchanged == 4
+    assert result.exit_code == 0 and result.regressions == [] and result.unchanged == 3
+    [entry] = result.inconclusive
+    assert (entry["method"], entry["metric"]) == ("ws-fm", "swd")
+    low, high = entry["interval"]
+    assert low < -0.01 or high > 0.01
+    assert low < 0.005 < high and entry["delta"] == pytest.approx(0.005)
+    md = result.to_markdown()
+    assert "3 unchanged, 1 inconclusive" in md and "## Inconclusive" in md
+    assert "Inconclusive groups do not fail the comparison (with --strict they do)." in md
+    strict = compare_runs(base, new, strict=True)
+    assert strict.exit_code == 1 and strict.regressions == [] and len(strict.inconclusive) == 1
+    assert "With --strict, inconclusive groups fail the comparison" in strict.to_markdown()
 
 
 def test_higher_is_better_direction(base: Path, tmp_path: Path) -> None:
@@ -149,12 +184,12 @@ def test_higher_is_better_direction(base: Path, tmp_path: Path) -> None:
     assert better.exit_code == 0 and better.improvements[0]["metric"] == "swd"
 
 
-def test_insignificant_change_is_not_a_regression(base: Path, tmp_path: Path) -> None:
+def test_insignificant_change_is_inconclusive(base: Path, tmp_path: Path) -> None:
     def noisy(rec: dict) -> None:  # mean +0.02, but spread 0.2 over seeds: p is large
         if rec["method"] == "ws-fm":
             rec["metrics"]["swd"]["value"] = 0.12 + 10 * NOISE[rec["seed"]]
     result = compare_runs(base, _make_run(tmp_path, "new", noisy))
-    assert result.exit_code == 0
+    assert result.exit_code == 0 and [e["metric"] for e in result.inconclusive] == ["swd"]
 
 
 def test_metric_tolerance_from_file_overrides_default(base: Path, tmp_path: Path) -> None:
@@ -291,14 +326,74 @@ def test_timing_judged_by_wall_speedup_only(base: Path, tmp_path: Path) -> None:
                         timing="strict").exit_code == 0
 
 
-def test_single_seed_uses_tolerance_alone(tmp_path: Path) -> None:
+def test_single_seed_is_inconclusive_unless_identical(tmp_path: Path) -> None:
     base = _make_run(tmp_path, "base", seeds=[0])
-    new = _make_run(tmp_path, "new", _shift("ws-fm", "swd", 0.02), seeds=[0])
+    new = _make_run(tmp_path, "new", _shift("ws-fm", "swd", 0.5), seeds=[0])  # sixfold
     result = compare_runs(base, new)
+    assert result.regressions == [] and result.unchanged == 3
+    [entry] = result.inconclusive
+    assert entry["p_value"] is None and entry["interval"] is None
+    assert "one seed on a side" in entry["detail"]
+    assert any("single seed on a side: inconclusive" in note for note in result.notes)
+    assert compare_runs(base, new, strict=True).exit_code == 1
+    same = compare_runs(base, base)
+    assert same.exit_code == 0 and same.unchanged == 4 and same.inconclusive == []
+
+
+def test_tenfold_change_on_one_of_two_seeds_is_inconclusive(tmp_path: Path) -> None:
+    """A Welch test against zero with two seeds called this "unchanged"."""
+    def tenfold(rec: dict) -> None:
+        if rec["method"] == "ws-fm" and rec["seed"] == 1:
+            rec["metrics"]["swd"]["value"] *= 10
+    base = _make_run(tmp_path, "base", seeds=[0, 1])
+    result = compare_runs(base, _make_run(tmp_path, "new", tenfold, seeds=[0, 1]))
+    assert result.regressions == [] and result.unchanged == 3
+    [entry] = result.inconclusive
+    assert (entry["method"], entry["metric"]) == ("ws-fm", "swd")
+    assert entry["delta"] == pytest.approx(0.45)
+    assert compare_runs(base, _make_run(tmp_path, "new2", tenfold, seeds=[0, 1]),
+                        strict=True).exit_code == 1
+
+
+def _diverged(seeds: set[int], value: float = math.nan) -> Mutate:
+    def mutate(rec: dict) -> None:
+        if rec["method"] == "ws-fm" and rec["seed"] in seeds:
+            rec["metrics"]["swd"]["value"] = value
+    return mutate
+
+
+@pytest.mark.parametrize("seeds, value, named", [
+    ({1}, math.nan, "seed(s) 1 (nan)"),
+    ({0, 1, 2}, math.nan, "seed(s) 0 (nan), 1 (nan), 2 (nan)"),
+    ({2}, math.inf, "seed(s) 2 (inf)"),
+])
+@pytest.mark.parametrize("strict", [False, True])
+def test_nonfinite_values_in_new_are_a_regression(base: Path, tmp_path: Path, seeds: set[int],
+                                                  value: float, named: str,
+                                                  strict: bool) -> None:
+    result = compare_runs(base, _make_run(tmp_path, "new", _diverged(seeds, value)),
+                          strict=strict)
+    assert result.exit_code == 1
     [reg] = result.regressions
-    assert reg["p_value"] is None and "tolerance alone" in reg["detail"]
-    assert any("single seed" in note for note in result.notes)
-    assert compare_runs(base, base).exit_code == 0
+    assert (reg["kind"], reg["method"], reg["metric"]) == ("nonfinite", "ws-fm", "swd")
+    assert f"non-finite in new at {named} where base was finite" in reg["detail"]
+    assert not math.isfinite(reg["new"]) and result.unchanged == 3
+    assert "**1 regression**: quality in 4 compared metric groups: 1 worse" in \
+        result.to_markdown()
+
+
+def test_nonfinite_values_in_both_runs_at_the_same_seed_are_not_a_regression(
+        tmp_path: Path) -> None:
+    base = _make_run(tmp_path, "base", _diverged({1}))
+    same = compare_runs(base, _make_run(tmp_path, "same", _diverged({1})))
+    assert same.exit_code == 0 and same.unchanged == 4  # the finite seeds are identical
+    mended = compare_runs(base, _make_run(tmp_path, "mended"))
+    assert mended.exit_code == 0
+    [better] = mended.improvements
+    assert better["kind"] == "nonfinite" and "finite again at seed(s) 1" in better["detail"]
+    broken = compare_runs(base, _make_run(tmp_path, "broken", _diverged({1, 2})))
+    assert [r["detail"].split("; ")[-1] for r in broken.regressions] == [
+        "non-finite in new at seed(s) 2 (nan) where base was finite"]
 
 
 def test_zero_variance(tmp_path: Path) -> None:
@@ -313,6 +408,9 @@ def test_zero_variance(tmp_path: Path) -> None:
     worse = compare_runs(base, _make_run(tmp_path, "worse", flat(0.5)))
     assert [r["metric"] for r in worse.regressions] == ["swd", "swd"]
     assert all("zero spread" in r["detail"] and r["p_value"] is None for r in worse.regressions)
+    # A constant shift within the tolerance (swd: abs 0.01) is exact: unchanged.
+    near = compare_runs(base, _make_run(tmp_path, "near", flat(0.004)))
+    assert near.exit_code == 0 and near.unchanged == 4 and near.inconclusive == []
 
 
 def test_not_comparable_added_removed_and_strict(base: Path, tmp_path: Path) -> None:

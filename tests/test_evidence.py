@@ -20,9 +20,9 @@ from harness.analysis.noninferiority import VERDICTS, Rules, holm, paired_test
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.records.schema import SCHEMA_VERSION
-from harness.records.store import load_run, read_manifest, write_cell, write_records_csv
+from harness.records.store import load_run, read_manifest, write_records_csv
 from harness.run.suite import expand_cells, parse_suite
-from tests.synthetic import to_record
+from tests.synthetic import write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "smoke-2026-11"  # the smoke reference of 2026-11
@@ -136,10 +136,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "evidence": {"rules": Rules().to_dict(),
                      "seeds": {"toy": {"selection": SELECTION, "evaluation": EVALUATION}}},
     }
-    run.mkdir()
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    for rec in _records(np.random.default_rng(1)):
-        write_cell(run, to_record(rec), None)
+    write_run(run, manifest, _records(np.random.default_rng(1)))
     write_records_csv(run)
     return run
 

@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 
 from harness.errors import ConfigError, RunDirError
-from harness.records.store import write_cell
 from harness.report import latex, publish
-from tests.synthetic import to_record
+from tests.synthetic import write_run
 
 try:
     from harness.records.schema import SCHEMA_VERSION
@@ -129,10 +128,7 @@ def _manifest() -> dict:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("publish") / "run-pub"
-    run.mkdir()
-    (run / "manifest.json").write_text(json.dumps(_manifest()))
-    for rec in _records():
-        write_cell(run, to_record(rec), None)
+    write_run(run, _manifest(), _records())
     return run
 
 

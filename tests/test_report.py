@@ -12,9 +12,9 @@ import pytest
 
 from harness.analysis.stats import mean_ci, summarise
 from harness.records.schema import SCHEMA_VERSION
-from harness.records.store import load_run, write_cell
+from harness.records.store import load_run, read_cells
 from harness.report.document import write_report
-from tests.synthetic import to_record
+from tests.synthetic import write_run
 
 SEEDS = [0, 1, 2, 3]
 NOISE = {0: -0.01, 1: 0.0, 2: 0.01, 3: 0.0}  # shared by every method of a seed
@@ -118,11 +118,8 @@ def run_dir(tmp_path: Path) -> Path:
                                "margins": {}},
                      "seeds": {t: {"selection": [0, 1], "evaluation": [2, 3]} for t in TASKS}},
     }
-    run.mkdir()
-    (run / "manifest.json").write_text(json.dumps(manifest))
     rng = np.random.default_rng(0)
-    for rec in _records():
-        write_cell(run, to_record(rec), rng.normal(size=(200, 2)))
+    write_run(run, manifest, _records(), lambda record: rng.normal(size=(200, 2)))
     return run
 
 
@@ -161,7 +158,8 @@ def test_write_report(run_dir: Path) -> None:
     # The report opens with the headline; the run's details come last.
     assert md.index("## Errors") < md.index("## Headline") < md.index("## t0 advisor") \
         < md.index("## Run")
-    assert "eight-gaussians-ddim" in md
+    [bad] = [r for r in read_cells(run_dir) if r.sampling.nfe_ok is False]
+    assert bad.identity.task == "eight-gaussians" and f"`{bad.cell_id}`" in md
     n_warm = len(TASKS) * len(SEEDS) * 3 * 5
     assert (f"NFE speed-up equals N/ceil((1-t0)N) (recomputed here from N and t0) in {n_warm} "
             f"of {n_warm} warm-start cells") in md

@@ -1,10 +1,12 @@
 """Compare two runs (BASE, NEW) and report regressions: quality, NFE, speed-up bound, timing.
 
-Groups (task, method, variant, N, metric) match by their labels, seeds are replicates. Quality
-regresses when the new mean is worse than the base mean by more than the metric's tolerance
-(see suites/tolerances.toml) and, with >= 2 seeds on both sides, a one-sided Welch t-test gives
-p < alpha. NFE and the NFE speed-up are exact, so any change is a regression. Timing is judged
-by wall_speedup, a ratio measured within each run; absolute seconds are information only.
+Groups (task, method, variant, N, metric) match by their labels, seeds are replicates. Each
+quality group is tested against its metric's tolerance (suites/tolerances.toml), not against
+a zero difference: unchanged, regression, improvement or inconclusive
+(harness.analysis.equivalence). Non-finite values in NEW at seeds where BASE was finite are a
+regression (kind "nonfinite"): a diverged run never passes as unchanged. NFE and the NFE
+speed-up are exact, so any change is a regression. Timing is judged by wall_speedup, a ratio
+measured within each run; absolute seconds are information only.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
+from harness.analysis.ci_outputs import junit_xml, short_markdown
 from harness.analysis.comparison import Comparison, norm_label
+from harness.analysis.equivalence import IMPROVEMENT, INCONCLUSIVE, REGRESSION, decide
 from harness.analysis.speedup import ceil_speedup
 from harness.analysis.stats import GROUP, coerce_numeric, flag
 from harness.analysis.tolerances import Tol, Tolerances
@@ -48,10 +51,10 @@ def _mean(values: list[float]) -> float:
 
 def _entry(kind: str, key: ConfigKey, metric: str | None, base: float, new: float,
            tolerance: float | None = None, p_value: float | None = None,
-           detail: str = "") -> dict[str, Any]:
+           detail: str = "", interval: tuple[float, float] | None = None) -> dict[str, Any]:
     return {"kind": kind, **key._asdict(), "metric": metric,
             "base": base, "new": new, "delta": _num(new) - _num(base), "tolerance": tolerance,
-            "p_value": p_value, "detail": detail}
+            "p_value": p_value, "interval": interval, "detail": detail}
 
 
 def _load(path: str | Path, side: str, out: Comparison) -> list[CellRecord]:
@@ -70,32 +73,45 @@ def _load(path: str | Path, side: str, out: Comparison) -> list[CellRecord]:
         raise type(exc)(f"{side} run: {exc}") from exc
 
 
-def _quality(key: GroupKey, xb: np.ndarray, xn: np.ndarray, hib: bool, tol: Tol, alpha: float,
-             out: Comparison) -> None:
-    """Classify one metric group as regression, improvement or unchanged."""
-    mb, mn = float(xb.mean()), float(xn.mean())
-    allowed = tol.allowed(mb)
-    worse = (mb - mn) if hib else (mn - mb)
-    eps = 1e-12 * max(1.0, abs(mb))
-    if abs(worse) <= allowed + eps:
-        out.unchanged += 1
-        return
-    p, how = None, "Welch t-test"
-    if min(xb.size, xn.size) < 2:
-        how = "fewer than 2 seeds on a side: tolerance alone"
-    elif xb.var() == 0 and xn.var() == 0:
-        how = "zero spread on both sides: tolerance alone"
-    else:
-        # worse > 0: test "new worse than base", else "new better than base".
-        alt = "greater" if (worse > 0) != hib else "less"
-        p = float(sps.ttest_ind(xn, xb, equal_var=False, alternative=alt).pvalue)
-    if p is not None and not p < alpha:
-        out.unchanged += 1
-        return
-    detail = (f"{'higher' if hib else 'lower'} is better; {xb.size} vs {xn.size} seeds, {how}; "
-              f"tol rel {tol.rel:g} / abs {tol.abs:g}")
-    (out.regressions if worse > 0 else out.improvements).append(
-        _entry("quality", key.config, key.metric, mb, mn, allowed, p, detail))
+def _by_seed(group: pd.DataFrame) -> dict[Any, float]:
+    return {norm_label(seed): float(v) for seed, v in zip(group["seed"], group["value"],
+                                                          strict=True)}
+
+
+def _seeds(values: dict[Any, float], which: list[Any]) -> str:
+    return ", ".join(f"{s} ({values[s]:g})" for s in which)
+
+
+def _quality(key: GroupKey, gb: pd.DataFrame, gn: pd.DataFrame, hib: bool, tol: Tol,
+             alpha: float, out: Comparison) -> str:
+    """Decide one metric group (harness.analysis.equivalence) and record it; returns its
+    status. Non-finite values in NEW where BASE was finite are a regression."""
+    vb, vn = _by_seed(gb), _by_seed(gn)
+    finite_b = {s: v for s, v in vb.items() if math.isfinite(v)}
+    finite_n = {s: v for s, v in vn.items() if math.isfinite(v)}
+    xb, xn = np.array(list(finite_b.values())), np.array(list(finite_n.values()))
+    mb = float(xb.mean()) if xb.size else math.nan
+    allowed = tol.allowed(mb) if xb.size else None
+    broke = sorted(set(vn) - set(finite_n) - (set(vb) - set(finite_b)), key=str)
+    mended = sorted((set(vb) - set(finite_b)) & set(finite_n), key=str)
+    detail = f"{'higher' if hib else 'lower'} is better; {len(vb)} vs {len(vn)} seeds; "
+    if broke:
+        why = f"non-finite in new at seed(s) {_seeds(vn, broke)} where base was finite"
+        return out.record(_entry("nonfinite", key.config, key.metric, mb,
+                                 float(np.mean(list(vn.values()))), allowed, None,
+                                 detail + why), REGRESSION)
+    if mended or not (xb.size and xn.size):
+        why = (f"finite again at seed(s) {', '.join(map(str, mended))}" if mended
+               else "no finite value on a side")
+        entry = _entry("nonfinite", key.config, key.metric, mb,
+                       float(np.mean(list(vn.values()))), allowed, None, detail + why)
+        return out.record(entry, IMPROVEMENT if mended else INCONCLUSIVE)
+    d = decide(xb, xn, allowed, alpha, hib, identical=finite_b == finite_n)
+    sign = -1.0 if hib else 1.0  # the interval of d, as one of new - base
+    interval = None if d.interval is None else tuple(sorted(sign * v for v in d.interval))
+    return out.record(_entry("quality", key.config, key.metric, mb, float(xn.mean()), allowed,
+                             d.p_value, detail + f"{d.how}; tol rel {tol.rel:g} / abs "
+                             f"{tol.abs:g}", interval), d.status)
 
 
 class ConfigKey(NamedTuple):
@@ -217,19 +233,14 @@ def _compare_quality(base: Side, new: Side, bad: set[ConfigKey], tol: Tolerances
         if key.config in bad:
             continue
         gb, gn = base.groups[key], new.groups[key]
-        xb, xn = (g["value"].to_numpy(float) for g in (gb, gn))
-        xb, xn = xb[np.isfinite(xb)], xn[np.isfinite(xn)]
-        if not xb.size or not xn.size:
-            out.notes.append(f"{key.label()}: no finite values on one side")
-            continue
         hib = [f for f in map(flag, pd.concat([gb, gn])["higher_is_better"]) if f is not None]
         out.compared += 1
-        one_seed += min(xb.size, xn.size) < 2
-        _quality(key, xb, xn, bool(hib) and 2 * sum(hib) >= len(hib),
-                 tol.for_metric(str(key.metric)), alpha, out)
+        status = _quality(key, gb, gn, bool(hib) and 2 * sum(hib) >= len(hib),
+                          tol.for_metric(str(key.metric)), alpha, out)
+        one_seed += status == INCONCLUSIVE and min(len(gb), len(gn)) < 2
     if one_seed:
-        out.notes.append(f"{one_seed} group(s) had a single seed on a side: decided by the "
-                         "tolerance alone (no t-test); run more seeds for a significance test")
+        out.notes.append(f"{one_seed} group(s) had a single seed on a side: inconclusive "
+                         "unless their values are identical; run more seeds to decide them")
 
 
 def _compare_presence(base: Side, new: Side, strict: bool, out: Comparison) -> None:
@@ -322,24 +333,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric-tol", action="append", default=[], metavar="METRIC:KEY=X",
                         help="one metric's tolerance, e.g. swd:rel=0.1,abs=0.01 (repeatable)")
     parser.add_argument("--alpha", type=float, default=0.05,
-                        help="significance level of the one-sided Welch t-test (default 0.05)")
+                        help="level of the tests against the tolerance: unchanged needs the "
+                             "1 - 2 alpha Welch interval within it (default 0.05: 90%%)")
     parser.add_argument("--strict", action="store_true",
-                        help="groups in BASE that are missing from NEW are regressions")
+                        help="groups in BASE that are missing from NEW are regressions, and "
+                             "inconclusive groups fail the comparison")
     parser.add_argument("--timing", choices=("warn", "strict"), default="warn",
                         help="timing changes (wall_speedup, the wall-clock bound) are warnings "
                              "(default: load noise never fails a comparison by itself) or, "
                              "with strict, regressions")
     parser.add_argument("--output", type=Path, metavar="FILE",
                         help="also write the Markdown comparison to FILE")
+    parser.add_argument("--junit", type=Path, metavar="FILE",
+                        help="also write JUnit XML to FILE: a test case per metric group, "
+                             "regressions as failures, inconclusive groups skipped (failures "
+                             "with --strict)")
+    parser.add_argument("--markdown", type=Path, metavar="FILE",
+                        help="also write a short Markdown summary to FILE (a CI job summary "
+                             "or pull-request comment): counts, regressions, inconclusive")
+
+
+def _outputs(args: argparse.Namespace) -> dict[str, Path]:
+    """--output, --junit, --markdown as given; a folder is refused before any work."""
+    given = {name: getattr(args, name) for name in ("output", "junit", "markdown")
+             if getattr(args, name) is not None}
+    for name, path in given.items():
+        if path.is_dir():
+            raise ConfigError(f"--{name} {path} is a folder; give a file path to write")
+    return given
+
+
+def _write(name: str, path: Path, text: str) -> None:
+    try:
+        atomic.write_text(path, text)
+    except OSError as exc:
+        raise ConfigError(f"--{name} {path} cannot be written ({exc.strerror or exc}); give a "
+                          "file path in a folder you can write") from exc
 
 
 def run(args: argparse.Namespace) -> int:
-    """Compare, print Markdown (or JSON with --json), return 1 on any regression, else 0."""
+    """Compare, print Markdown (or JSON with --json), write the files asked for; return 1 on
+    any regression (or, with --strict, any inconclusive group), else 0."""
+    outputs = _outputs(args)
     tol = Tolerances.from_file(args.tolerances) if args.tolerances else Tolerances.default()
     tol = tol.with_overrides(args.rel, args.abs_tol, args.metric_tol)
     named = tuple(text.partition(":")[0].strip() for text in args.metric_tol)
     result = compare_runs(args.base, args.new, tol, args.alpha, args.strict, args.timing, named)
-    if args.output:
-        atomic.write_text(args.output, result.to_markdown())
+    render = {"output": result.to_markdown, "junit": lambda: junit_xml(result),
+              "markdown": lambda: short_markdown(result)}
+    for name, path in outputs.items():
+        _write(name, path, render[name]())
     print(json.dumps(result.to_json(), indent=2) if args.json else result.to_markdown())
     return result.exit_code

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.equivalence import IMPROVEMENT, INCONCLUSIVE, REGRESSION, UNCHANGED
 from harness.analysis.tolerances import Tolerances
 
 
@@ -32,6 +33,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(map(_fmt, value)) + "]"
     value = norm_label(value)
     if value is None:
         return "–"
@@ -52,12 +55,26 @@ class Comparison:
     regressions: list[dict[str, Any]] = field(default_factory=list)
     improvements: list[dict[str, Any]] = field(default_factory=list)
     unchanged: int = 0
+    # Groups whose change could not be shown within or beyond the tolerance: never unchanged;
+    # failures with ``strict``.
+    inconclusive: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)  # every quality group, decided
     added: list[dict[str, Any]] = field(default_factory=list)
     removed: list[dict[str, Any]] = field(default_factory=list)
     not_comparable: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)  # said right under the header
+
+    def record(self, entry: dict[str, Any], status: str) -> str:
+        """One decided quality group (harness.analysis.equivalence); returns its status."""
+        self.groups.append({**entry, "status": status})
+        if status == UNCHANGED:
+            self.unchanged += 1
+        else:
+            {REGRESSION: self.regressions, IMPROVEMENT: self.improvements,
+             INCONCLUSIVE: self.inconclusive}[status].append(entry)
+        return status
 
     def timing_change(self, entry: dict[str, Any], worse: bool) -> None:
         """A change judged by timing alone: a warning (load noise must never fail CI by
@@ -71,47 +88,76 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.regressions else 0
+        return 1 if self.regressions or (self.strict and self.inconclusive) else 0
+
+    @property
+    def counts(self) -> str:
+        """The quality counts in one sentence."""
+        worse = sum(r["kind"] in ("quality", "nonfinite") for r in self.regressions)
+        better = sum(r["kind"] in ("quality", "nonfinite") for r in self.improvements)
+        return (f"quality in {self.compared} compared metric groups: {worse} worse, {better} "
+                f"better, {self.unchanged} unchanged, {len(self.inconclusive)} inconclusive")
+
+    @property
+    def rule(self) -> str:
+        """How groups were decided, and what --strict does, in one paragraph."""
+        level = f"{1 - 2 * self.alpha:.0%}"
+        strict = ("With --strict, inconclusive groups fail the comparison, as do groups missing "
+                  "from NEW" if self.strict else "Inconclusive groups do not fail the "
+                  "comparison (with --strict they do)")
+        return (f"Each metric group is tested against its tolerance t: unchanged when the "
+                f"{level} Welch interval of the change lies within ±t (two one-sided tests at "
+                f"alpha {self.alpha:g}), a regression (improvement) when it lies wholly beyond "
+                "t in the worse (better) direction, otherwise inconclusive, never counted as "
+                "unchanged. The same value at every seed is unchanged; zero spread on both "
+                "sides makes the change exact, judged by t alone; one seed on a side is "
+                "inconclusive unless identical. Non-finite values in NEW where BASE was "
+                f"finite are a regression. {strict}.")
 
     def to_json(self) -> dict[str, Any]:
         keys = ("base", "new", "alpha", "strict", "timing", "compared", "regressions",
-                "improvements", "unchanged", "added", "removed", "not_comparable", "warnings",
-                "unfinished", "notes")
+                "improvements", "unchanged", "inconclusive", "added", "removed",
+                "not_comparable", "warnings", "unfinished", "notes")
         out = {k: getattr(self, k) for k in keys}
         return _jsonable({**out, "tolerances": self.tolerances.to_json(),
                           "exit_code": self.exit_code})
 
-    def to_markdown(self) -> str:
+    @property
+    def headline(self) -> str:
+        """The first line: regressions, the quality counts, the other kinds."""
         n = len(self.regressions)
         kinds = defaultdict(int)
         for r in self.regressions:
-            kinds[r["kind"]] += 1
-        worse_quality = kinds.pop("quality", 0)
-        better_quality = sum(r["kind"] == "quality" for r in self.improvements)
-        other = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+            kinds[r["kind"]] += r["kind"] not in ("quality", "nonfinite")
+        other = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()) if v)
+        fails = " (failing: --strict)" if self.strict and self.inconclusive else ""
+        return (f"**{n} regression{'s' if n != 1 else ''}**: {self.counts}{fails}"
+                + (f"; plus {other}" if other else ""))
+
+    def to_markdown(self) -> str:
         lines = [f"# Comparison: {self.base} -> {self.new}", "",
-                 f"**{n} regression{'s' if n != 1 else ''}**: quality in {self.compared} "
-                 f"compared metric groups: {worse_quality} worse, {better_quality} better, "
-                 f"{self.unchanged} unchanged"
-                 + (f"; plus {other}" if other else "")
+                 self.headline
                  + f". {len(self.warnings)} timing warning(s)"
                  + (" (timing is judged strictly: --timing strict)" if self.timing == "strict"
                     else " (never a regression unless --timing strict)")
-                 + f". Alpha {self.alpha:g}, tolerances: {self.tolerances.source}.", ""]
+                 + f". Alpha {self.alpha:g}, tolerances: {self.tolerances.source}.", "",
+                 self.rule, ""]
         lines += [f"**Warning: {u}**" for u in self.unfinished] + ([""] if self.unfinished
                                                                   else [])
         cols = ["kind", "task", "method", "variant", "n_steps", "metric", "base", "new", "delta",
-                "tolerance", "p_value", "detail"]
-        head = [{"n_steps": "N", "p_value": "p"}.get(c, c) for c in cols]
+                "interval", "tolerance", "p_value", "detail"]
+        head = [{"n_steps": "N", "p_value": "p", "interval": "interval of delta"}.get(c, c)
+                for c in cols]
         for title, rows in (("Regressions", self.regressions),
                             ("Improvements", self.improvements),
+                            ("Inconclusive", self.inconclusive),
                             ("Timing warnings", self.warnings)):
             lines += [f"## {title}", ""]
             if not rows:
                 lines += ["_None._", ""]
                 continue
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+            lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
             lines.append("")
         for title, rows in (("Not comparable", self.not_comparable),
                             ("Added (only in new)", self.added),

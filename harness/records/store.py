@@ -30,8 +30,9 @@ import pandas as pd
 
 from harness.errors import RunDirError
 from harness.records import atomic, record
+from harness.records.membership import check_cell
 from harness.records.record import CellRecord
-from harness.records.schema import validate_manifest, validate_record
+from harness.records.schema import SCHEMA_VERSION, validate_manifest, validate_record
 
 MANIFEST = "manifest.json"
 ADVICE_FILE = "advisor.json"  # pre-run advice of the methods (harness.run.advice)
@@ -120,7 +121,10 @@ def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[C
     """The run's cell records. By default the NFE-budget cells only (what every table, figure
     and comparison is built from); ``time_budgets=True`` gives the wall-clock-budget cells
     (harness.run.budgets, the report's "Equal wall-clock" section), None all of them. Records
-    of an older schema version are migrated (harness.records.migrate)."""
+    of an older schema version are migrated (harness.records.migrate). A cell file that is not
+    its own cell's record, or not a cell of the run's suite, is refused
+    (harness.records.membership): cells are the source of truth of everything built on them."""
+    suite = read_manifest(run_dir)["suite"] if (Path(run_dir) / MANIFEST).exists() else None
     records = []
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
         try:
@@ -131,6 +135,7 @@ def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[C
             ) from exc
         cell = CellRecord.from_json(validate_record(data, path,
                                                     hint="delete it to rerun that cell"))
+        check_cell(path, cell, suite)
         if time_budgets is None or (cell.budget is not None) == time_budgets:
             records.append(cell)
     return records
@@ -153,9 +158,65 @@ def load_samples(run_dir: str | Path, cell_id: str) -> np.ndarray:
     return np.load(samples_path(Path(run_dir), cell_id))
 
 
+def _array_problem(path: Path) -> str | None:
+    """What is wrong with the .npy file ``path`` (None: its header parses and its size is what
+    the header says), read from its header alone."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version not in readers:
+                return f"unknown .npy version {version}"
+            shape, _, dtype = readers[version](fh)
+            want = fh.tell() + int(np.prod(shape)) * dtype.itemsize
+    except (OSError, ValueError, EOFError) as exc:
+        return str(exc) or type(exc).__name__
+    if dtype.hasobject:
+        return "it holds Python objects, not numbers"
+    size = path.stat().st_size
+    return None if size == want else f"{size} bytes where its header says {want}"
+
+
+def corrupt_samples(run_dir: str | Path) -> list[str]:
+    """One line per sample file of the run that cannot be read, saying how to fix it."""
+    out = []
+    for path in sorted((Path(run_dir) / "samples").glob("*.npy")):
+        problem = _array_problem(path)
+        if problem is None:
+            continue
+        if path.stem.startswith("reference-"):
+            fix = "delete it and rerun the run's command: the run writes it again"
+        else:
+            fix = (f"delete it and cells/{path.stem}.json, then rerun the run's command: it "
+                   "redoes that cell")
+        out.append(f"sample file samples/{path.name} is corrupt ({problem}): {fix}")
+    return out
+
+
 def write_records_csv(run_dir: str | Path) -> Path:
-    df = load_run(run_dir)
-    return atomic.write_text(Path(run_dir) / "records.csv", df.to_csv(index=False))
+    """run_dir/records.csv, rebuilt from the cells (sync_records_csv)."""
+    sync_records_csv(run_dir)
+    return Path(run_dir) / "records.csv"
+
+
+def sync_records_csv(run_dir: str | Path) -> bool:
+    """Rewrite records.csv from the cells when it is missing or differs from them (a hand
+    edit, a run stopped before writing it): the cells are the source of truth, records.csv a
+    copy for readers. A run of an older schema version is only read (through the migration),
+    never rewritten. Returns whether it was rewritten."""
+    text = load_run(run_dir).to_csv(index=False)
+    if json.loads((Path(run_dir) / MANIFEST).read_text()).get("schema_version") != \
+            SCHEMA_VERSION:
+        return False
+    path = Path(run_dir) / "records.csv"
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic.write_text(path, text)
+    return True
 
 
 def read_advice(run_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -173,3 +234,17 @@ def advised_t0(advice: dict[str, Any] | None) -> float | None:
     """The advised t0 of one task/draft entry (None: none advised, or no entry)."""
     t0 = (advice or {}).get("t0")
     return float(t0) if isinstance(t0, int | float) and math.isfinite(t0) else None
+
+
+def refresh_records_csv(run_dir: str | Path) -> str | None:
+    """sync_records_csv for a command that shows a run: the line to print when records.csv
+    was rebuilt, or differs and cannot be (a read-only folder; the cells are read instead);
+    None when it was up to date."""
+    path = Path(run_dir) / "records.csv"
+    try:
+        if sync_records_csv(run_dir):
+            return f"wsfm-bench: {path} was missing or differed from the run's cells: rebuilt"
+    except OSError as exc:
+        return (f"wsfm-bench: warning: {path} differs from the run's cells and cannot be "
+                f"rewritten ({exc.strerror or exc}); the cells were read instead")
+    return None

@@ -11,6 +11,7 @@ Everything is computed from the run folder (harness.records.store), nothing is a
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,15 @@ from harness.analysis.stats import (
 )
 from harness.errors import RunDirError
 from harness.records import atomic
-from harness.records.lock import holder
+from harness.records.status import RunStatus
 from harness.records.store import (
+    corrupt_samples,
     load_reference,
     load_run,
     load_samples,
     read_cells,
     read_manifest,
+    refresh_records_csv,
 )
 from harness.report import figures
 from harness.report.budget import equal_wall_clock_section
@@ -182,22 +185,39 @@ def _html(md: str, title: str) -> str:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Write run_dir/report/report.md, report.html and figures/*.png; return report.md's path."""
+    """Write run_dir/report/ (report.md, report.html, figures/*.png); return report.md's path.
+
+    The report is drawn into a fresh folder swapped in whole for report/ when complete
+    (harness.records.atomic.staged_dir): a report interrupted or failing part-way leaves the
+    previous one as it was. records.csv is rebuilt from the cells first if it differs."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     df, cells = load_run(run_dir), cell_frame(run_dir)
-    out = run_dir / "report"
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    for stale in (out / "figures").rglob("*.png"):
-        stale.unlink()
-    primary = manifest.get("primary_metrics") or {}
-    title = f"WS-FM benchmark report: {manifest.get('run_id', run_dir.name)}"
+    status = RunStatus.of(run_dir, manifest)
     if cells.empty:
-        status = manifest.get("status")
-        why = f": {manifest['error']}" if manifest.get("error") else ""
-        raise RunDirError(f"{run_dir} has no finished cells (status {status}{why}): nothing to "
-                          "report; run (or resume) its suite first")
-    parts = [f"# {title}", status_section(manifest, holder(run_dir), len(cells)),
+        raise status.nothing_recorded("report")
+    note = refresh_records_csv(run_dir)
+    if note:
+        print(note, file=sys.stderr)
+    title = f"WS-FM benchmark report: {manifest.get('run_id', run_dir.name)}"
+    try:
+        with atomic.staged_dir(run_dir / "report") as out:
+            (out / "figures").mkdir()
+            md = _markdown(run_dir, manifest, df, cells, status, out, title)
+            atomic.write_text(out / "report.md", md)
+            atomic.write_text(out / "report.html", _html(md, title))
+    except OSError as exc:
+        raise RunDirError(f"cannot write the report into {run_dir / 'report'} "
+                          f"({exc.strerror or exc}); the previous report, if any, is "
+                          "unchanged: make the run folder writable") from exc
+    return run_dir / "report" / "report.md"
+
+
+def _markdown(run_dir: Path, manifest: Mapping[str, Any], df: pd.DataFrame,
+              cells: pd.DataFrame, status: RunStatus, out: Path, title: str) -> str:
+    """The report's Markdown, its figures drawn under ``out``."""
+    primary = manifest.get("primary_metrics") or {}
+    parts = [f"# {title}", status_section(status), corrupt_section(run_dir),
              errors_section(cells)]
     headline, rows = headline_section(run_dir, df, manifest, out)
     parts += [headline, evidence_sections(run_dir, df, primary, out, rows),
@@ -207,7 +227,14 @@ def write_report(run_dir: str | Path) -> Path:
               for t in sorted(cells["task"].dropna().unique())]
     parts.append(all_methods_section(df, primary))
     parts += [equal_wall_clock_section(run_dir, manifest, out), header_section(manifest, cells)]
-    md = "\n\n".join(p for p in parts if p) + "\n"
-    path = atomic.write_text(out / "report.md", md)
-    atomic.write_text(out / "report.html", _html(md, title))
-    return path
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def corrupt_section(run_dir: Path) -> str:
+    """Every sample file that cannot be read, by name, with how to fix it (its panels and
+    sample tables are left out of the report)."""
+    lines = corrupt_samples(run_dir)
+    if not lines:
+        return ""
+    return ("## Corrupt sample files\n\n**Samples that cannot be read are left out of the "
+            "figures below.**\n\n" + "\n".join(f"- {line}" for line in lines))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import pandas as pd
 from harness.analysis.evidence import control_misreads, headline
 from harness.analysis.noninferiority import Rules
 from harness.analysis.stats import coerce_numeric
-from harness.records.store import load_run, read_manifest
+from harness.records.status import RunStatus
+from harness.records.store import load_run, read_manifest, refresh_records_csv
 from harness.report import figures
 from harness.report.format import fmt, md_table, slug
 
@@ -209,14 +211,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the headline of a run (Markdown, or JSON with --json)."""
+    """Print the headline of a run (Markdown, or JSON with --json). An unfinished run says so:
+    first (and on stderr), and in each JSON row's ``run``."""
     manifest = read_manifest(args.run_dir)
-    rows, notes = headline(load_run(args.run_dir), manifest)
+    status, df = RunStatus.of(args.run_dir, manifest), load_run(args.run_dir)
+    if df.empty:
+        raise status.nothing_recorded("summarise")
+    for line in (refresh_records_csv(args.run_dir), status.line() and
+                 f"wsfm-bench: warning: {status.line()}"):
+        if line:
+            print(line, file=sys.stderr)
+    rows, notes = headline(df, manifest)
     if args.json:
-        print(json.dumps(summary_rows(rows), indent=2))
+        print(json.dumps([{**row, "run": status.to_json()} for row in summary_rows(rows)],
+                         indent=2))
         return 0
-    parts = [trust_banner(rows), LEGEND, headline_table(rows), _intro(manifest),
-             margins_table(rows), paper_table(rows),
-             "\n".join(f"- {note}" for task in sorted(notes) for note in notes[task])]
-    print("\n\n".join(p for p in parts if p))
+    parts = [f"**{status.line()}**" if status.line() else "", trust_banner(rows), LEGEND,
+             headline_table(rows), _intro(manifest), margins_table(rows), paper_table(rows),
+             "
+".join(f"- {note}" for task in sorted(notes) for note in notes[task])]
+    print("
+
+".join(p for p in parts if p))
     return 0

@@ -17,9 +17,9 @@ headline.tex, bound_check.tex and index.md. Nothing is recomputed from models.
 from __future__ import annotations
 
 import argparse
-import io
 import math
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from harness.analysis.evidence import headline  # noqa: E402
@@ -45,90 +43,33 @@ from harness.analysis.stats import (  # noqa: E402
 )
 from harness.errors import ConfigError  # noqa: E402
 from harness.records import atomic  # noqa: E402
+from harness.records.status import RunStatus  # noqa: E402
 from harness.records.store import (  # noqa: E402
     advised_t0,
     load_run,
     read_advice,
     read_manifest,
+    refresh_records_csv,
 )
 from harness.report.format import display, missing, ordered, slug  # noqa: E402
 from harness.report.latex import bound_check_tex, headline_tex, main_table  # noqa: E402
+from harness.report.paper_style import (  # noqa: E402
+    BASE,
+    CSV_COLUMNS,
+    DPI,
+    MARKERS,
+    ONE_COLUMN,
+    TWO_COLUMN,
+    dashes,
+    legend_below,
+    palette,
+    save_figure,
+    set_style,
+    ylabel,
+)
 from harness.roles import Role  # noqa: E402
 
 FORMATS = ("pdf", "svg", "png")
-DPI = 300
-ONE_COLUMN, TWO_COLUMN = 3.25, 6.75  # inches: one column / full width of a two-column paper
-# Base colour of each role (seaborn's colour-blind palette); methods of a role get its shades.
-_CB = sns.color_palette("colorblind")
-BASE = {Role.FLOOR: _CB[7], Role.REFERENCE: _CB[0], Role.WARM_START: _CB[3],
-        Role.BASELINE: _CB[4]}
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
-CSV_COLUMNS = ["series", "task", "metric", "method", "variant", "draft", "label", "n_steps", "t0",
-               "x", "mean", "ci_low", "ci_high", "n_seeds"]
-
-
-def set_style() -> None:
-    """The one style of every publication figure: seaborn paper theme, fixed font sizes."""
-    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", rc={
-        "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7,
-        "ytick.labelsize": 7, "legend.fontsize": 6.5, "legend.title_fontsize": 7,
-        "lines.linewidth": 1.1, "lines.markersize": 3.5, "axes.linewidth": 0.6,
-        "grid.linewidth": 0.4, "pdf.fonttype": 42, "ps.fonttype": 42,
-        "svg.hashsalt": "wsfm-bench", "savefig.bbox": "tight", "savefig.pad_inches": 0.02})
-
-
-def _shades(role: str, n: int) -> list[tuple[float, float, float]]:
-    """``n`` shades of a role's base colour, dark to light (the base itself when n = 1)."""
-    base = np.array(to_rgb(BASE.get(role, BASE[Role.BASELINE])))
-    if n == 1:
-        return [tuple(base)]
-    # a < 0 darkens towards black, a > 0 lightens towards white
-    return [tuple(base + a * (1 - base) if a > 0 else base * (1 + a))
-            for a in np.linspace(-0.45, 0.5, n)]
-
-
-def palette(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[float, float, float]]:
-    """Colour per label from (role, label) pairs: the role's hue, shade by order within it."""
-    by_role: dict[str, list[str]] = {}
-    for role, lab in pairs:
-        labels = by_role.setdefault(str(role), [])
-        if lab not in labels:
-            labels.append(lab)
-    return {lab: c for role, labs in by_role.items()
-            for lab, c in zip(labs, _shades(role, len(labs)), strict=True)}
-
-
-def _save(fig: plt.Figure, base: Path, formats: Sequence[str], data: pd.DataFrame) -> list[Path]:
-    """Write the figure in each format and its plotted data as base.csv, atomically."""
-    out = []
-    meta = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {}}
-    for fmt in formats:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta.get(fmt))
-        out.append(atomic.write_bytes(base.with_suffix(f".{fmt}"), buf.getvalue()))
-    plt.close(fig)
-    out.append(atomic.write_text(base.with_suffix(".csv"), data.to_csv(index=False)))
-    return out
-
-
-def _legend_below(fig: plt.Figure, handles: list[Any], ncol: int = 2) -> None:
-    """One figure legend under the axes (figures use the constrained layout)."""
-    if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False,
-                   handlelength=2.2, columnspacing=1.2)
-
-
-def _dashes(drafts: Iterable[Any]) -> dict[Any, Any]:
-    """Line style per draft (solid, dashed, dash-dot, ...), so drafts differ in grey too."""
-    styles = ["-", "--", "-.", (0, (5, 1, 1, 1, 1, 1))]
-    names = sorted({str(d) for d in drafts if not missing(d)})
-    return {d: styles[i % len(styles)] for i, d in enumerate(names)}
-
-
-def _ylabel(metric: str, hib: bool) -> str:
-    return f"{metric} ({'higher' if hib else 'lower'} is better)"
-
-
 def quality_figure(summ: pd.DataFrame, task: str, metric: str, x: str, base: Path,
                    formats: Sequence[str]) -> list[Path]:
     """Primary metric vs ``x`` ("nfe_measured" or "time_s"): one curve per (method, variant)
@@ -145,7 +86,7 @@ def quality_figure(summ: pd.DataFrame, task: str, metric: str, x: str, base: Pat
                                                              strict=True)],
                        x=np.where(rows["series"] == "curve", rows[x] * scale, np.nan))
     colours = palette(zip(rows["role"], rows["label"], strict=True))
-    dash = _dashes(curves["draft"])
+    dash = dashes(curves["draft"])
     fig, ax = plt.subplots(figsize=(TWO_COLUMN, 4.2), layout="constrained")
     handles = []
     for i, (lab, g) in enumerate(rows[rows["series"] == "curve"].groupby("label", sort=False)):
@@ -162,9 +103,9 @@ def quality_figure(summ: pd.DataFrame, task: str, metric: str, x: str, base: Pat
             ax.axhspan(r.ci_low, r.ci_high, color=c, alpha=0.12, lw=0)
     ax.set_xscale("log")
     ax.set(xlabel="NFE (measured)" if x == "nfe_measured" else "time per batch (ms)",
-           ylabel=_ylabel(metric, higher_is_better(d)), title=task)
-    _legend_below(fig, handles, ncol=3)
-    return _save(fig, base, formats, rows.assign(task=task, metric=metric)[CSV_COLUMNS])
+           ylabel=ylabel(metric, higher_is_better(d)), title=task)
+    legend_below(fig, handles, ncol=3)
+    return save_figure(fig, base, formats, rows.assign(task=task, metric=metric)[CSV_COLUMNS])
 
 
 def speedup_figure(cells: pd.DataFrame, task: str, base: Path,
@@ -221,8 +162,8 @@ def speedup_figure(cells: pd.DataFrame, task: str, base: Path,
                 Line2D([], [], color="0.3", marker="_", ms=8, ls="none",
                        label="S_wall bound (mean)")]
     fig.suptitle(task)
-    _legend_below(fig, handles, ncol=3)
-    return _save(fig, base, formats, data)
+    legend_below(fig, handles, ncol=3)
+    return save_figure(fig, base, formats, data)
 
 
 def _full_best(summ: pd.DataFrame, task: str, metric: str) -> pd.Series | None:
@@ -262,7 +203,7 @@ def sweep_figure(summ: pd.DataFrame, task: str, metric: str, base: Path,
     nrows = math.ceil(len(ns) / cols)
     fig, axes = plt.subplots(nrows, cols, sharey=True, squeeze=False, layout="constrained",
                              figsize=(ONE_COLUMN if cols == 1 else TWO_COLUMN, 1.4 + 1.9 * nrows))
-    dash = _dashes(d["draft"])
+    dash = dashes(d["draft"])
     colours = palette((Role.WARM_START, lab) for lab in sorted(d["label"].unique()))
     handles: dict[str, Any] = {}
     for ax, n in zip(axes.flat, ns, strict=False):
@@ -286,10 +227,10 @@ def sweep_figure(summ: pd.DataFrame, task: str, metric: str, base: Path,
                                                "draft": draft, "label": "t0 advisor"}])])
     for ax in axes.flat[len(ns):]:
         ax.set_visible(False)
-    axes[0, 0].set_ylabel(_ylabel(metric, higher_is_better(d)))
+    axes[0, 0].set_ylabel(ylabel(metric, higher_is_better(d)))
     fig.suptitle(task if draft is None else f"{task}, {draft} draft")
-    _legend_below(fig, list(handles.values()), ncol=2)
-    return _save(fig, base, formats, rows.assign(task=task, metric=metric)[CSV_COLUMNS])
+    legend_below(fig, list(handles.values()), ncol=2)
+    return save_figure(fig, base, formats, rows.assign(task=task, metric=metric)[CSV_COLUMNS])
 
 
 # ---------------------------------------------------------------------------------- tables
@@ -299,13 +240,57 @@ def write_figures(run_dir: str | Path, out_dir: str | Path | None = None,
     """Write every figure (in ``formats``, each with its CSV), the .tex tables and index.md
     into ``out_dir`` (default run_dir/figures); return the written paths.
 
-    Raises harness.errors.RunDirError when ``run_dir`` is not a run folder.
-    """
+    The folder is drawn anew and swapped in whole when complete (an interrupted or failing
+    call leaves the previous one as it was), so ``out_dir`` must be new, empty or an earlier
+    output of this command. Raises harness.errors.RunDirError when ``run_dir`` is not a run
+    folder or has no finished cell."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    out = Path(out_dir) if out_dir is not None else run_dir / "figures"
-    primary = manifest.get("primary_metrics") or {}
+    target = Path(out_dir) if out_dir is not None else run_dir / "figures"
+    _check_out(target)
     df, cells = load_run(run_dir), cell_frame(run_dir)
+    status = RunStatus.of(run_dir, manifest)
+    if cells.empty:
+        raise status.nothing_recorded("draw figures or tables of")
+    note = refresh_records_csv(run_dir)
+    if note:
+        print(note, file=sys.stderr)
+    with atomic.staged_dir(target) as out:
+        written = _task_figures(run_dir, manifest, df, cells, out, formats)
+        rows, _ = headline(df, manifest) if not df.empty else ([], {})
+        written.append(atomic.write_text(out / "headline.tex", headline_tex(rows)))
+        written.append(atomic.write_text(out / "bound_check.tex", bound_check_tex(cells)))
+        lines = [f"{INDEX_TITLE}{manifest.get('run_id', run_dir.name)}", ""]
+        lines += [f"**{status.line()}**", ""] if not status.complete else []
+        lines += [f"Figures as {', '.join(f.upper() for f in formats)} (PNG at {DPI} dpi), "
+                  "each beside a CSV of exactly the plotted data; the LaTeX tables need "
+                  "booktabs.", ""]
+        lines += [f"- [{p.name}]({p.name})" for p in written]
+        written.append(atomic.write_text(out / "index.md", "\n".join(lines) + "\n"))
+        written = [target / p.relative_to(out) for p in written]
+    return written
+
+
+INDEX_TITLE = "# Publication figures: "
+
+
+def _check_out(target: Path) -> None:
+    """Refuse an output folder holding anything but an earlier output of this command: the
+    whole folder is replaced."""
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--out {target} is a file, not a folder; give a new folder")
+    index = target / "index.md"
+    if target.is_dir() and any(target.iterdir()) and not (
+            index.is_file() and index.read_text(errors="replace").startswith(INDEX_TITLE)):
+        raise ConfigError(f"--out {target} holds files `wsfm-bench figures` did not write (no "
+                          "index.md of its own); the folder is replaced whole, so give a new or "
+                          "empty folder")
+
+
+def _task_figures(run_dir: Path, manifest: dict[str, Any], df: pd.DataFrame,
+                  cells: pd.DataFrame, out: Path, formats: Sequence[str]) -> list[Path]:
+    """Each task's figures and main table, written under ``out``."""
+    primary = manifest.get("primary_metrics") or {}
     summ = summarise(df)
     written: list[Path] = []
     with matplotlib.rc_context():
@@ -328,14 +313,6 @@ def write_figures(run_dir: str | Path, out_dir: str | Path | None = None,
                                             formats, draft, advised_t0(advice.get(draft)))
                 written.append(atomic.write_text(out / f"{s}_main.tex",
                                                  main_table(summ, cells, task, metric)))
-    rows, _ = headline(df, manifest) if not df.empty else ([], {})
-    written.append(atomic.write_text(out / "headline.tex", headline_tex(rows)))
-    written.append(atomic.write_text(out / "bound_check.tex", bound_check_tex(cells)))
-    lines = [f"# Publication figures: {manifest.get('run_id', run_dir.name)}", "",
-             f"Figures as {', '.join(f.upper() for f in formats)} (PNG at {DPI} dpi), each "
-             "beside a CSV of exactly the plotted data; the LaTeX tables need booktabs.", ""]
-    lines += [f"- [{p.name}]({p.name})" for p in written]
-    written.append(atomic.write_text(out / "index.md", "\n".join(lines) + "\n"))
     return written
 
 
@@ -356,4 +333,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--formats {args.formats!r}: choose among {','.join(FORMATS)}")
     for path in write_figures(args.run_dir, args.out, formats):
         print(path)
+    status = RunStatus.of(args.run_dir, read_manifest(args.run_dir))
+    if not status.complete:
+        print(f"wsfm-bench: warning: {status.line()}", file=sys.stderr)
     return 0

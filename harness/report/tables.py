@@ -15,25 +15,17 @@ from harness.analysis.stats import (
     primary_metric,
     summarise,
 )
+from harness.records.status import RunStatus
 from harness.report.format import fmt, fmt_int, md_table, missing, nfe_notes
 from harness.roles import Role, role_rank
 
 
-def status_section(manifest: Mapping[str, Any], running: str | None, recorded: int) -> str:
+def status_section(status: RunStatus) -> str:
     """A loud line at the top of the report of a run that is not complete."""
-    status = manifest.get("status")
-    if status == "complete":
+    if status.complete:
         return ""
-    total = (manifest.get("cells") or {}).get("total")
-    counts = f"{recorded} of {total} cells recorded" if total else f"{recorded} cells recorded"
-    if status == "failed":
-        why = f"it failed: {manifest.get('error') or 'no reason recorded'}"
-    elif running:
-        why = f"it is still being run by {running}"
-    else:
-        why = "it was interrupted (no process is running it)"
-    return (f"**Unfinished run: {why}; {counts}. Everything below covers only the recorded "
-            "cells; the same command resumes the run.**")
+    return (f"**Unfinished run: {status.why}; {status.counts}. Everything below covers only "
+            "the recorded cells; the same command resumes the run.**")
 
 
 def errors_section(cells: pd.DataFrame) -> str:
