@@ -228,9 +228,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     parts = [f"**{status.line()}**" if status.line() else "", trust_banner(rows), LEGEND,
              headline_table(rows), _intro(manifest), margins_table(rows), paper_table(rows),
-             "
-".join(f"- {note}" for task in sorted(notes) for note in notes[task])]
-    print("
-
-".join(p for p in parts if p))
+             "\n".join(f"- {note}" for task in sorted(notes) for note in notes[task])]
+    print("\n\n".join(p for p in parts if p))
     return 0
