@@ -310,7 +310,7 @@ def test_suite_seeds_and_evidence() -> None:
     assert suite.seeds_for("spirals") == ([], [3, 4, 5])
     seeds = {(c.task, c.seed) for c in expand_cells(suite)}
     assert seeds == {("two-moons", s) for s in (7, 0, 1)} | {("spirals", s) for s in (3, 4, 5)}
-    assert suite.evidence["margin"] == {"rel": 0.1, "abs": 0.0}
+    assert suite.evidence["margin"] == {"rel": 0.1}
     bad = tomllib.loads(SUITE.replace("selection_seeds = [7]", "selection_seeds = [1]"))
     with pytest.raises(ConfigError, match=r"task 'two-moons': seeds \[1\] are both selection"):
         parse_suite(bad, "t")
