@@ -114,6 +114,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     print(f"wsfm-bench: checking the suite {args.suite or '(default)'} ...", flush=True)
     suite = build_suite(args)  # every check happens here, before anything is written
+    if args.until_decided and suite.rules().max_seeds is None:
+        raise ConfigError("--until-decided needs [evidence] max_seeds in the suite: the most "
+                          "evaluation seeds a task may get (e.g. max_seeds = 20)")
     local = [f"{kind} {name!r}" for kind, used in plugins_used(suite).items()
              for name, where in used.items() if not where["package"]]
     executor = resolve_executor(args.executor, args.workers, args.address, suite.device,

@@ -146,10 +146,9 @@ class CellContext:
         return self._memo("data", self._task_spec, load)
 
     def draft_spec(self, name: str) -> tuple[str, dict[str, Any]]:
-        """'good'/'poor' (or any key of the task's drafts), else a draft plugin by name."""
-        if name in self.task.drafts:
-            return self.task.drafts[name]
-        return name, {}
+        """'good'/'poor' (or any key of the task's drafts, or a control: 'positive',
+        'negative'), else a draft plugin by name."""
+        return self.task.all_drafts.get(name, (name, {}))
 
     def draft_key(self, name: str) -> dict[str, Any]:
         """The cache key of draft ``name`` (fitted on the CPU: no device in it)."""

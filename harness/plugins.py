@@ -47,13 +47,17 @@ class Task(ABC):
     """A data set plus what is needed to model and judge it.
 
     Implement ``load`` and ``make_network``; set ``drafts`` (at least "good" and "poor":
-    name -> (draft plugin, options)), ``refiner``, ``metrics`` and ``primary_metric``.
+    name -> (draft plugin, options)), ``refiner``, ``metrics`` and ``primary_metric``. The
+    control drafts "positive" and "negative" (harness.controls) come with every task; set
+    ``control_options`` (the corrupted-data draft's options) to tune the corruption to its
+    data.
     """
 
     modality: str = "points"
     # Discrete tasks (text): tokens 0..vocab_size-1, the mask token is id vocab_size.
     vocab_size: int | None = None
     drafts: dict[str, tuple[str, dict[str, Any]]] = {}
+    control_options: dict[str, Any] = {}
     refiner: tuple[str, dict[str, Any]] = ("nearest-neighbour", {})
     metrics: tuple[str, ...] = ()
     primary_metric: str = ""
@@ -62,6 +66,13 @@ class Task(ABC):
     # Options for the task's metrics by name (a judge model's path, say); defaults otherwise.
     metric_options: dict[str, dict[str, Any]] = {}
     samples_kept: int = 1000  # samples stored per cell (and held-out points per run) for plots
+
+    @property
+    def all_drafts(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The task's drafts and the controls: "positive" (corrupted data, paired with the
+        clean data) and "negative" (noise, paired with itself)."""
+        return {"positive": ("corrupted-data", dict(self.control_options)),
+                "negative": ("noise", {}), **self.drafts}
 
     @property
     def discrete(self) -> bool:

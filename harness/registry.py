@@ -293,9 +293,10 @@ REGISTRIES: dict[str, Registry[Any]] = {
 
 
 def check_draft(task: Task, draft: str) -> None:
-    """Raise ValueError unless ``draft`` is one of the task's drafts or a draft plugin."""
-    if draft not in task.drafts and draft not in drafts:
+    """Raise ValueError unless ``draft`` is one of the task's drafts (its controls included)
+    or a draft plugin."""
+    if draft not in task.all_drafts and draft not in drafts:
         raise ValueError(
             f"draft {draft!r} is neither one of the task's drafts "
-            f"({', '.join(task.drafts)}) nor a draft plugin"
+            f"({', '.join(task.all_drafts)}) nor a draft plugin"
         )

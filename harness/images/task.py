@@ -4,7 +4,8 @@ Images are float tensors (N, C, H, W) in [-1, 1] on the uint8 grid: every loader
 uint8 pixels u (digits: round(v * 255 / 16) of its 0..16 values) and maps them to
 u / 127.5 - 1, the same grid ``finalize`` quantises samples onto, so data and samples are
 judged alike. Each task has a "good" draft (a DC-GAN) and a "poor" one (a Gaussian on the
-leading principal components), the exact nearest-neighbour refiner, and the torch-fidelity
+leading principal components), the refiner (``refiner_name``: the one-to-one assignment of
+drafts to training images by default, or the paper's nearest neighbour), and the torch-fidelity
 metrics (FID first). The network is the small time-conditioned U-Net of ``harness.nn.unet``.
 
 The torchvision data sets are never downloaded unless ``download = true``; without it and
@@ -13,7 +14,7 @@ without the files the task says where it looked and what to do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ from harness.images.pixels import from_uint8, to_uint8
 from harness.nn.training import TrainConfig
 from harness.nn.unet import TimeUNet
 from harness.plugins import Task, TaskData
+from harness.points.refiner import continuous_refiner
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -50,13 +52,15 @@ class ImageTask(Task):
     gan_steps: int = 1500  # the good draft: a DC-GAN trained this many steps
     gan_width: int = 32
     pca_components: int = 8  # the poor draft: a Gaussian in this many PCA dimensions
+    control_blur: float = 0.7  # the positive control's corruption: a blur of this many pixels
+    refiner_name: str = "assignment"
+    refiner_options: dict[str, Any] = field(default_factory=dict)
 
     channels = 1  # declared shape: class constants here, options in image-folder
     image_size = None
     modality = "images"
     metrics = ("fid", "kid", "isc", "fidelity-precision", "fidelity-recall", "copy-rate")
     primary_metric = "fid"
-    refiner = ("nearest-neighbour", {})
     samples_kept = 256  # per cell: enough for the 64-image grids, small on disk
     # Chosen on digits (full FM, 1 CPU thread): about 35 ms per step at batch 128, so about
     # 2 minutes per network; lr 2e-3 beat 1e-3 and 5e-4, and 3000 steps beat 1500 and 600.
@@ -65,12 +69,19 @@ class ImageTask(Task):
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "gan_steps", "gan_width", "pca_components", "n_pairs")
+        self.refiner = continuous_refiner(self.refiner_name, self.refiner_options)
+        if not self.control_blur > 0:
+            raise ValueError(f"control_blur={self.control_blur} must be positive (pixels)")
         self.mults = tuple(int(m) for m in self.mults)
         if self.base < 1 or self.time_dim < 2 or not self.mults or min(self.mults) < 1:
             raise ValueError(
                 f"need base >= 1, time_dim >= 2 and mults >= 1; got base={self.base}, "
                 f"time_dim={self.time_dim}, mults={list(self.mults)}"
             )
+
+    @property
+    def control_options(self) -> dict[str, float]:
+        return {"blur": self.control_blur}
 
     @property
     def drafts(self) -> dict[str, tuple[str, dict[str, int]]]:

@@ -15,6 +15,7 @@ top-k PCA feature space.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,18 @@ from scipy.optimize import linear_sum_assignment
 
 from harness.cache import tensor_sha256
 from harness.plugins import Refiner
+
+REFINERS = ("assignment", "nearest-neighbour")
+
+
+def continuous_refiner(name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A points or images task's refiner (assignment or nearest-neighbour) with its options."""
+    if name not in REFINERS:
+        raise ValueError(f"refiner_name={name!r}; allowed: {', '.join(REFINERS)} (the paper's "
+                         "choice is nearest-neighbour)")
+    if not isinstance(options, dict):
+        raise ValueError(f"refiner_options must be a table, got {options!r}")
+    return name, dict(options)
 
 
 @dataclass

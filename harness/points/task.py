@@ -3,13 +3,16 @@
 Data come from a seeded generator, standardised to zero mean and unit variance per
 coordinate, and split into train and held-out test by ``data_seed``. Each task has a
 "good" draft (a Gaussian mixture with ``good_components`` components, 8 by default) and a
-"poor" one (``poor_components``, 2), and the exact nearest-neighbour refiner.
+"poor" one (``poor_components``, 2), and a refiner that builds the warm start's training pairs
+(``refiner_name``): the one-to-one assignment of drafts to training points by default (its
+targets keep the data's distribution), or the paper's nearest neighbour.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +23,7 @@ from harness.checks import check_positive_ints
 from harness.nn.mlp import TimeMLP
 from harness.nn.training import TrainConfig
 from harness.plugins import Task, TaskData
+from harness.points.refiner import continuous_refiner
 
 
 def two_moons(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -69,19 +73,29 @@ class Toy2D(Task):
     depth: int = 3
     good_components: int = 8
     poor_components: int = 2
+    # The positive control's corruption: Gaussian noise of this times the data's spread.
+    control_noise: float = 0.2
+    refiner_name: str = "assignment"
+    refiner_options: dict[str, Any] = field(default_factory=dict)
 
     generator_name = ""
     modality = "points"
-    refiner = ("nearest-neighbour", {})
     metrics = ("swd", "mmd", "energy", "precision", "recall", "copy-rate")
     primary_metric = "swd"
     train_config = TrainConfig(steps=1500, batch_size=256, lr=5e-3)
 
     def __post_init__(self) -> None:
+        self.refiner = continuous_refiner(self.refiner_name, self.refiner_options)
+        if not self.control_noise > 0:
+            raise ValueError(f"control_noise={self.control_noise} must be positive")
         for name in ("n_train", "n_test"):
             if getattr(self, name) < 10:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 10")
         check_positive_ints(self, "good_components", "poor_components", "hidden", "depth")
+
+    @property
+    def control_options(self) -> dict[str, float]:
+        return {"noise": self.control_noise}
 
     @property
     def drafts(self) -> dict[str, tuple[str, dict[str, int]]]:

@@ -21,6 +21,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from harness.analysis.speedup import ceil_speedup  # noqa: E402
+from harness.report.colours import draft_hues, log_if_wide, palette  # noqa: E402
 from harness.roles import Role  # noqa: E402
 
 DPI = 110
@@ -44,24 +45,26 @@ def quality_vs_cost(
 ) -> Path | None:
     """Lines of ``value`` against the mean of column ``x`` per (variant, N), 95% CI bands.
 
-    ``frame`` holds one metric of one task. The drafts alone (floor) are dashed horizontal
-    lines.
+    ``frame`` holds one metric of one task. The drafts alone (in their warm starts' colour)
+    and the data floor (black) are dashed horizontal lines; a metric spanning more than ten
+    times is drawn on a log axis.
     """
     d = frame.copy()
     d["label"] = [label(m, v) for m, v in zip(d["method"], d["variant"], strict=True)]
-    floor = d["role"] == Role.FLOOR
-    drafts = d[floor & np.isfinite(d["value"])]
-    curves = d[~floor & np.isfinite(d["value"])].copy()
+    level = d["role"].isin([Role.FLOOR, Role.DATA])
+    drafts = d[level & np.isfinite(d["value"])]
+    curves = d[~level & np.isfinite(d["value"])].copy()
     curves = curves[np.isfinite(curves[x]) & (curves[x] > 0)]
     if curves.empty and drafts.empty:
         return None
+    colours = palette(zip(d["role"], d["draft"], d["label"], strict=True))
     # Seeds differ slightly in time (and could in NFE): plot each setting at its mean cost.
     curves["cost"] = curves.groupby(["label", "n_steps"], dropna=False)[x].transform("mean")
-    curves["role"] = curves["role"].fillna(Role.BASELINE).astype(str)
     fig, ax = plt.subplots(figsize=(11, 5.5))
     handles, labels = [], []
     if not curves.empty:
-        sns.lineplot(data=curves, x="cost", y="value", hue="label", style="role",
+        sns.lineplot(data=curves, x="cost", y="value", hue="label", style="label",
+                     palette={k: colours[k] for k in curves["label"].unique()},
                      markers=True, dashes=False, errorbar=("ci", 95), seed=0, ax=ax)
         ax.set_xscale("log")
         legend = ax.get_legend()
@@ -69,11 +72,12 @@ def quality_vs_cost(
             handles = list(legend.legend_handles)
             labels = [t.get_text() for t in legend.texts]
             legend.remove()
-    greys = ["black", "dimgray", "darkgray", "silver"]
-    for i, (draft, g) in enumerate(drafts.groupby(drafts["draft"].fillna("draft"))):
-        line = ax.axhline(g["value"].mean(), ls="--", lw=1.5, color=greys[i % len(greys)])
+    for name, g in drafts.groupby("label"):
+        line = ax.axhline(g["value"].mean(), ls="--", lw=1.5, color=colours[name])
         handles.append(line)
-        labels.append(f"{draft} draft alone (mean)")
+        labels.append("data floor (mean)" if (g["role"] == Role.DATA).all()
+                      else f"{g['draft'].iloc[0]} draft alone (mean)")
+    log_if_wide(ax, d["value"])
     if handles:
         ax.legend(handles, labels, bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7,
                   frameon=False)
@@ -239,17 +243,20 @@ def t0_sweep(frame: pd.DataFrame, draft: str, path: Path, title: str,
 def frontier(frame: pd.DataFrame, rows: Sequence[dict], path: Path, title: str) -> Path | None:
     """The headline's figure for one task: its primary metric against wall-clock time per
     batch (means over seeds), full FM's configurations as one line per solver (the reference
-    starred, its margin shaded), each draft alone, every warm-start setting (the chosen one of
-    each headline row ringed)."""
+    starred, its margin shaded), the data floor, each draft alone and every warm-start setting
+    from it in the draft's colour (the chosen one of each headline row ringed)."""
     d = frame[np.isfinite(frame["value"]) & np.isfinite(frame["time_s"])]
     if d.empty:
         return None
     means = d.groupby(["method", "title", "variant", "n_steps", "draft", "role"],
                       dropna=False)[["value", "time_s"]].mean().reset_index()
+    hues = draft_hues(means.loc[means["role"].isin([Role.FLOOR, Role.WARM_START]), "draft"])
     fig, ax = plt.subplots(figsize=(9, 5.5))
     full = means[means["role"] == Role.REFERENCE].sort_values("n_steps")
-    for (title, variant), g in full.groupby(["title", "variant"]):
-        ax.plot(g["time_s"], g["value"], "-o", ms=3, lw=1.2, label=f"{title} {variant}")
+    for (name, variant), g in full.groupby(["title", "variant"]):
+        ax.plot(g["time_s"], g["value"], "-o", ms=3, lw=1.2, label=f"{name} {variant}")
+    for _, g in means[means["role"] == Role.DATA].groupby("method"):
+        ax.axhline(float(g["value"].mean()), color="black", ls=":", lw=1.2, label="data floor")
     ref = rows[0].get("reference") if rows else None
     if ref:
         r = full[(full["method"] == ref["method"]) & (full["variant"] == ref["variant"])
@@ -261,16 +268,19 @@ def frontier(frame: pd.DataFrame, rows: Sequence[dict], path: Path, title: str) 
             ax.axhspan(best - margin, best + margin, color="grey", alpha=0.15,
                        label="reference ± margin")
     for draft, g in means[means["role"] == Role.FLOOR].groupby("draft"):
-        ax.plot(g["time_s"], g["value"], "D", ms=8, mfc="none", label=f"{draft} draft alone")
+        ax.plot(g["time_s"], g["value"], "D", ms=8, mfc="none", color=hues[str(draft)],
+                label=f"{draft} draft alone")
     warm = means[means["role"] == Role.WARM_START]
-    for (method, title, draft), g in warm.groupby(["method", "title", "draft"]):
-        pts = ax.scatter(g["time_s"], g["value"], s=14, alpha=0.7, label=f"{title} {draft}")
+    for i, ((method, name, draft), g) in enumerate(warm.groupby(["method", "title", "draft"])):
+        pts = ax.scatter(g["time_s"], g["value"], s=14, alpha=0.7, color=hues[str(draft)],
+                         marker="os^vP"[i % 5], label=f"{name} {draft}")
         for row in rows:
             if (row["method"], row["draft"]) == (method, draft) and row["variant"] is not None:
                 c = g[(g["variant"] == row["variant"]) & (g["n_steps"] == row["n_budget"])]
                 ax.scatter(c["time_s"], c["value"], s=110, facecolors="none",
                            edgecolors=pts.get_facecolor()[:1], linewidths=1.8)
     ax.set_xscale("log")
+    log_if_wide(ax, means["value"])
     ax.set(title=title, xlabel="wall-clock seconds per batch (draft included)",
            ylabel=str(d["metric"].iloc[0]))
     ax.grid(True, which="both", alpha=0.3)

@@ -14,21 +14,14 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.colors import to_rgb  # noqa: E402
 
 from harness.records import atomic  # noqa: E402
 from harness.report.format import missing  # noqa: E402
-from harness.roles import Role  # noqa: E402
 
 DPI = 300
 ONE_COLUMN, TWO_COLUMN = 3.25, 6.75  # inches: one column / full width of a two-column paper
-# Base colour of each role (seaborn's colour-blind palette); methods of a role get its shades.
-_CB = sns.color_palette("colorblind")
-BASE = {Role.FLOOR: _CB[7], Role.REFERENCE: _CB[0], Role.WARM_START: _CB[3],
-        Role.BASELINE: _CB[4]}
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
 CSV_COLUMNS = ["series", "task", "metric", "method", "variant", "draft", "label", "n_steps", "t0",
                "x", "mean", "ci_low", "ci_high", "n_seeds"]
@@ -42,27 +35,6 @@ def set_style() -> None:
         "lines.linewidth": 1.1, "lines.markersize": 3.5, "axes.linewidth": 0.6,
         "grid.linewidth": 0.4, "pdf.fonttype": 42, "ps.fonttype": 42,
         "svg.hashsalt": "wsfm-bench", "savefig.bbox": "tight", "savefig.pad_inches": 0.02})
-
-
-def shades(role: str, n: int) -> list[tuple[float, float, float]]:
-    """``n`` shades of a role's base colour, dark to light (the base itself when n = 1)."""
-    base = np.array(to_rgb(BASE.get(role, BASE[Role.BASELINE])))
-    if n == 1:
-        return [tuple(base)]
-    # a < 0 darkens towards black, a > 0 lightens towards white
-    return [tuple(base + a * (1 - base) if a > 0 else base * (1 + a))
-            for a in np.linspace(-0.45, 0.5, n)]
-
-
-def palette(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[float, float, float]]:
-    """Colour per label from (role, label) pairs: the role's hue, shade by order within it."""
-    by_role: dict[str, list[str]] = {}
-    for role, lab in pairs:
-        labels = by_role.setdefault(str(role), [])
-        if lab not in labels:
-            labels.append(lab)
-    return {lab: c for role, labs in by_role.items()
-            for lab, c in zip(labs, shades(role, len(labs)), strict=True)}
 
 
 def save_figure(fig: plt.Figure, base: Path, formats: Sequence[str],

@@ -51,10 +51,10 @@ from harness.records.store import (  # noqa: E402
     read_manifest,
     refresh_records_csv,
 )
+from harness.report.colours import ROLE_BASE, log_if_wide, palette  # noqa: E402
 from harness.report.format import display, missing, ordered, slug  # noqa: E402
 from harness.report.latex import bound_check_tex, headline_tex, main_table  # noqa: E402
 from harness.report.paper_style import (  # noqa: E402
-    BASE,
     CSV_COLUMNS,
     DPI,
     MARKERS,
@@ -62,7 +62,6 @@ from harness.report.paper_style import (  # noqa: E402
     TWO_COLUMN,
     dashes,
     legend_below,
-    palette,
     save_figure,
     set_style,
     ylabel,
@@ -76,7 +75,7 @@ def quality_figure(summ: pd.DataFrame, task: str, metric: str, x: str, base: Pat
     over N with 95% CI error bars; the drafts alone as dashed horizontal lines with a CI band."""
     d = summ[(summ["task"] == task) & (summ["metric"] == metric) & np.isfinite(summ["mean"])]
     scale = 1000.0 if x == "time_s" else 1.0
-    floor = d["role"] == Role.FLOOR
+    floor = d["role"].isin([Role.FLOOR, Role.DATA])  # horizontal lines: no cost to plot at
     drafts = ordered(d[floor])
     curves = ordered(d[~floor & np.isfinite(d[x]) & (d[x] > 0)])
     if curves.empty and drafts.empty:
@@ -85,7 +84,7 @@ def quality_figure(summ: pd.DataFrame, task: str, metric: str, x: str, base: Pat
     rows = rows.assign(label=[display(t, v) for t, v in zip(rows["title"], rows["variant"],
                                                              strict=True)],
                        x=np.where(rows["series"] == "curve", rows[x] * scale, np.nan))
-    colours = palette(zip(rows["role"], rows["label"], strict=True))
+    colours = palette(zip(rows["role"], rows["draft"], rows["label"], strict=True))
     dash = dashes(curves["draft"])
     fig, ax = plt.subplots(figsize=(TWO_COLUMN, 4.2), layout="constrained")
     handles = []
@@ -98,10 +97,12 @@ def quality_figure(summ: pd.DataFrame, task: str, metric: str, x: str, base: Pat
         handles.append(h)
     for r in rows[rows["series"] == "draft alone"].itertuples():
         c = colours[r.label]
-        handles.append(ax.axhline(r.mean, ls=":", lw=1.3, color=c, label=f"{r.label} (draft)"))
+        name = "data floor" if r.role == Role.DATA else f"{r.label} (draft)"
+        handles.append(ax.axhline(r.mean, ls=":", lw=1.3, color=c, label=name))
         if np.isfinite(r.ci_low) and r.ci_high > r.ci_low:
             ax.axhspan(r.ci_low, r.ci_high, color=c, alpha=0.12, lw=0)
     ax.set_xscale("log")
+    log_if_wide(ax, rows["mean"])
     ax.set(xlabel="NFE (measured)" if x == "nfe_measured" else "time per batch (ms)",
            ylabel=ylabel(metric, higher_is_better(d)), title=task)
     legend_below(fig, handles, ncol=3)
@@ -132,7 +133,8 @@ def speedup_figure(cells: pd.DataFrame, task: str, base: Path,
               "mean": ceil_speedup(t, n)} for n in ns for t in grid]
     data = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
     meas = data[data["method"].notna()]
-    colours = palette((Role.WARM_START, lab) for lab in meas["label"])
+    colours = palette((Role.WARM_START, dr, lab) for dr, lab in zip(
+        meas["draft"], meas["label"], strict=True))
     marker = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(ns)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(TWO_COLUMN, 3.8), sharey=True,
                                       layout="constrained")
@@ -204,11 +206,12 @@ def sweep_figure(summ: pd.DataFrame, task: str, metric: str, base: Path,
     fig, axes = plt.subplots(nrows, cols, sharey=True, squeeze=False, layout="constrained",
                              figsize=(ONE_COLUMN if cols == 1 else TWO_COLUMN, 1.4 + 1.9 * nrows))
     dash = dashes(d["draft"])
-    colours = palette((Role.WARM_START, lab) for lab in sorted(d["label"].unique()))
+    colours = palette((Role.WARM_START, dr, lab) for lab, dr in sorted(
+        zip(d["label"], d["draft"], strict=True)))
     handles: dict[str, Any] = {}
     for ax, n in zip(axes.flat, ns, strict=False):
         if best is not None:
-            c = BASE[Role.REFERENCE]
+            c = ROLE_BASE[Role.REFERENCE]
             ax.axhspan(best["ci_low"], best["ci_high"], color=c, alpha=0.18, lw=0)
             handles[label] = ax.axhline(best["mean"], color=c, lw=1, label=label)
         sel = rows[(rows["series"] == "warm start") & (rows["n_steps"] == n)]

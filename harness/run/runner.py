@@ -49,7 +49,7 @@ def plugins_used(suite: Suite) -> dict[str, dict[str, dict[str, str | None]]]:
         task = instantiate(tasks, name, options)
         used["task"].add(name)
         used["metric"] |= set(suite.metrics_for(name, task))
-        used["draft"] |= {plugin for plugin, _ in task.drafts.values()}
+        used["draft"] |= {plugin for plugin, _ in task.all_drafts.values()}
         used["refiner"].add(task.refiner[0])
     for spec in suite.methods:
         used["method"].add(spec.name)

@@ -66,6 +66,8 @@ class TextTask(Task):
     judge: str = "auto"
     judge_samples: int = 100  # samples per cell the judge LM reads (a seeded subset): CPU cost
     n_pairs: int = 4000  # (draft, refined) windows for the warm-start models
+    # The positive control's corruption: each character replaced at random with this chance.
+    control_substitute: float = 0.15
 
     modality = "text"
     # 2: the text network reads its context (harness.nn.transformer); models of version 1
@@ -82,6 +84,9 @@ class TextTask(Task):
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
         if self.refiner_name not in REFINERS:
             raise ValueError(f"refiner_name={self.refiner_name!r}; allowed: {', '.join(REFINERS)}")
+        if not 0 < self.control_substitute < 1:
+            raise ValueError(f"control_substitute={self.control_substitute} must lie in (0, 1)")
+        self.control_options = {"substitute": self.control_substitute}
         self.drafts = {"good": ("lstm", dict(self.good_draft)),
                        "poor": ("lstm", dict(self.poor_draft))}
         self.refiner = (self.refiner_name, dict(self.refiner_options))
