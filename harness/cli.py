@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import importlib
 import os
+import signal
 import sys
 import tomllib
 from typing import Any
 
-from harness.errors import ConfigError, WsfmBenchError
+from harness.errors import ConfigError, Interrupted, WsfmBenchError
 from harness.registry import DISTRIBUTION, REGISTRIES
 
 
@@ -225,16 +227,50 @@ def _add_run(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def os_error_line(exc: OSError) -> str | None:
+    """One line for an OSError about a path (a read-only folder, a file where a folder
+    should be, a full disk): what and where, and what to do; None for any other."""
+    where = exc.filename
+    if exc.errno == errno.ENOSPC:
+        return (f"the disk is full (no space left on device{f' writing {where}' if where else ''})"
+                "; free some space (wsfm-bench cache clear --older-than DAYS frees cached "
+                "models) and run the same command again")
+    if where is None:
+        return None
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        what = "permission denied" if isinstance(exc, PermissionError) else "read-only"
+        return (f"cannot write {where} ({what}): make that folder writable, or give another "
+                "one (run --out or --cache, $WSFM_BENCH_CACHE, compare --output, figures --out)")
+    if isinstance(exc, NotADirectoryError | FileExistsError):
+        return (f"{where}: a file is in the way where a folder is needed; give a path in a "
+                "folder, or move that file")
+    if isinstance(exc, IsADirectoryError):
+        return f"{where} is a folder, but a file is needed there; give a file's path"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command: errors a user can fix are one line on stderr, exit 2 (bad input) or 1 (a
+    failed run); an interrupt (Ctrl-C, SIGTERM) is one line, exit 128 + the signal number."""
     args = make_parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except WsfmBenchError as exc:
         print(f"wsfm-bench: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
         return 0
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        print(f"wsfm-bench: {exc or 'interrupted by ' + stop.signal_name}", file=sys.stderr)
+        return stop.exit_code
+    except OSError as exc:  # the last line of defence for a path the checks did not foresee
+        line = os_error_line(exc)
+        if line is None:
+            raise
+        print(f"wsfm-bench: error: {line}", file=sys.stderr)
+        return 1 if exc.errno == errno.ENOSPC else 2
 
 
 if __name__ == "__main__":

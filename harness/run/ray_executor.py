@@ -113,6 +113,6 @@ class RayBackend:
                 out.append((ref, "error", exc.as_instanceof_cause()))
         return out
 
-    def close(self) -> None:
-        if self._started:
+    def close(self, abort: bool = False) -> None:
+        if self._started:  # a local instance: its workers, and their work, end with it
             self.ray.shutdown()

@@ -24,6 +24,7 @@ from harness.registry import REGISTRIES, tasks
 from harness.run.advice import advise_run
 from harness.run.executors import ExecutorSpec, run_cells
 from harness.run.machine import describe_machine, git_commit, package_versions
+from harness.run.stopping import mark_stopped, signals_raise
 from harness.run.suite import Suite, expand_cells
 from harness.run.timing import check_compile
 
@@ -112,8 +113,9 @@ def run_suite(
     command line's default is one worker process per core, harness.run.executors).
 
     The folder is locked while this runs (a second run into it is refused, naming who holds
-    it). A run that fails part-way is marked "failed" with the reason in its manifest; what
-    it recorded stays, and the same command resumes it."""
+    it). A run that fails part-way is marked "failed" with the reason in its manifest, one
+    stopped by SIGINT or SIGTERM "interrupted" (harness.run.stopping); what it recorded
+    stays, and the same command resumes it."""
     run_id = run_id or default_run_id(suite)
     run_dir = run_folder(out_dir, run_id)
     with RunLock(run_dir):
@@ -134,15 +136,13 @@ def run_suite(
         manifest["executor"] = spec.describe()
         records.write_manifest(run_dir, manifest)
         try:
-            _run(suite, run_dir, manifest, cache or Cache(), progress, spec)
+            with signals_raise():  # SIGINT and SIGTERM too end here, marked "interrupted"
+                _run(suite, run_dir, manifest, cache or Cache(), progress, spec)
         except BaseException as exc:
-            reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-            manifest.update(status="failed", error=reason, finished=_now())
-            try:
-                records.write_manifest(run_dir, manifest)
-            except Exception:  # noqa: BLE001 - never hide the original error
-                pass
-            raise
+            stop = mark_stopped(run_dir, manifest, exc)
+            if stop is exc:
+                raise
+            raise stop from exc
     return run_dir
 
 
