@@ -5,6 +5,8 @@ call them; ``harness.plugins.instantiate`` then names the plugin too)."""
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -85,3 +87,32 @@ def check_device(device: str) -> str:
     elif dev.type != "cpu":
         raise ConfigError(f"device {device!r} is not supported; use 'cpu' or 'cuda[:N]'")
     return device
+
+
+def plain_name(value: Any, what: str, why: str = "") -> str:
+    """``value`` if it can name a folder under --out (not empty, no '/', not starting with
+    '.', so it cannot climb out of it), else ConfigError naming ``what``."""
+    text = str(value)
+    if (not isinstance(value, str) or not text or "/" in text or "\\" in text
+            or text.startswith(".")):
+        raise ConfigError(f"{what} {value!r} must be a plain folder name (not empty, no '/', "
+                          f"not starting with '.'), e.g. my-run-1{why}")
+    return text
+
+
+def writable_folder(path: str | Path, what: str, purpose: str = "") -> Path:
+    """``path`` if it is a folder this process can write into, or can be created as one;
+    else ConfigError naming ``what`` and the path (and the folder's ``purpose``: " for the
+    results"). Nothing is created."""
+    path = Path(path)
+    probe = path
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"would be inside {probe}, which is a file"
+        raise ConfigError(f"{what} {path} {where}; give a folder{purpose}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        which = "" if probe == path else f" ({probe}, where it would be made, is not)"
+        raise ConfigError(f"{what} {path} is not writable{which}: make it writable, or give "
+                          f"another folder{purpose}")
+    return path

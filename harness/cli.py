@@ -114,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.quiet:  # tqdm (ours, and the judge model's loaders) reads its defaults from here
         os.environ["TQDM_DISABLE"] = "1"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    check_folders(args)  # the folders first: no suite check, let alone training, in vain
     print(f"wsfm-bench: checking the suite {args.suite or '(default)'} ...", flush=True)
     suite = build_suite(args)  # every check happens here, before anything is written
     local = [f"{kind} {name!r}" for kind, used in plugins_used(suite).items()
@@ -130,6 +131,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"report:  {write_report(run_dir)}")
     return _exit_code(load_run(run_dir))
+
+
+def check_folders(args: argparse.Namespace) -> None:
+    """--out, --run-id and the cache folder, before any work: each a folder this process can
+    write into (or create), the run id a plain folder name, its folder empty or a run."""
+    from harness.cache import default_cache_dir
+    from harness.checks import writable_folder
+    from harness.run.runner import run_folder
+
+    if args.run_id is None:  # the suite's name gives it: checked with the suite
+        writable_folder(args.out, "--out", " for the results")
+    else:
+        run_folder(args.out, args.run_id)
+    writable_folder(args.cache or default_cache_dir(),
+                    "--cache" if args.cache else "the cache folder", " for the cache")
 
 
 def _exit_code(df) -> int:

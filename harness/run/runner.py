@@ -15,10 +15,11 @@ from typing import Any
 
 from harness.analysis.noninferiority import Rules
 from harness.cache import Cache
-from harness.errors import ConfigError, RunDirError
+from harness.checks import plain_name, writable_folder
+from harness.errors import RunDirError
 from harness.plugins import instantiate
 from harness.records import store as records
-from harness.records.lock import RunLock
+from harness.records.lock import LOCK_FILE, RunLock
 from harness.records.schema import SCHEMA_VERSION
 from harness.registry import REGISTRIES, tasks
 from harness.run.advice import advise_run
@@ -87,16 +88,21 @@ def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dic
 
 
 def run_folder(out_dir: str | Path, run_id: str) -> Path:
-    """out_dir/run_id, after checking both: --out must be a folder (or not exist yet), the
-    run id one plain folder name (it cannot climb out of --out)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the results")
-    if (not run_id or run_id in (".", "..") or "/" in run_id or "\\" in run_id
-            or run_id.startswith(".")):
-        raise ConfigError(f"--run-id {run_id!r} must be a plain folder name (no '/', not "
-                          "starting with '.'), e.g. my-run-1")
-    return out / run_id
+    """out_dir/run_id, after checking both: --out a folder it can write into (or create),
+    the run id one plain folder name (it cannot climb out of --out), and the run folder
+    empty, or a run (the manifest says so), or one of ours killed before its manifest."""
+    out = writable_folder(out_dir, "--out", " for the results")
+    run_dir = out / plain_name(run_id, "--run-id")
+    writable_folder(run_dir, "the run folder")
+    if run_dir.is_dir() and not (run_dir / records.MANIFEST).exists():
+        foreign = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE
+                         and not p.name.startswith(f".{records.MANIFEST}."))
+        if foreign:
+            raise RunDirError(
+                f"{run_dir} is not empty and not a wsfm-bench run (no {records.MANIFEST}; it "
+                f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): "
+                "refusing to write among those files; give another --run-id or --out")
+    return run_dir
 
 
 def run_suite(
@@ -116,7 +122,7 @@ def run_suite(
     it). A run that fails part-way is marked "failed" with the reason in its manifest, one
     stopped by SIGINT or SIGTERM "interrupted" (harness.run.stopping); what it recorded
     stays, and the same command resumes it."""
-    run_id = run_id or default_run_id(suite)
+    run_id = default_run_id(suite) if run_id is None else run_id
     run_dir = run_folder(out_dir, run_id)
     with RunLock(run_dir):
         previous = None

@@ -62,6 +62,7 @@ from typing import Any
 
 from harness.analysis.noninferiority import Rules
 from harness.checks import (
+    plain_name,
     positive_int,
     positive_int_list,
     seed_list,
@@ -212,8 +213,10 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
     if "budgets" not in data:
         raise ConfigError(f"{source}: needs budgets = [N, ...] (steps of the full grid)")
     task_list, task_settings = _parse_tasks(data["tasks"], source)
+    name = data.get("name", Path(source).stem)
     suite = Suite(
-        name=str(data.get("name", Path(source).stem)),
+        name=plain_name(str(name), f"{source}: the suite's name", why=" (runs are stored in "
+                        "a folder named after it)"),
         tasks=task_list,
         methods=_parse_methods(data["methods"], source),
         budgets=positive_int_list(data["budgets"], f"{source}: budgets"),
