@@ -5,6 +5,13 @@ from __future__ import annotations
 import signal
 
 
+def given(value: object) -> str:
+    """``repr(value)`` for an error message, saying so when it is a string where a number or
+    flag was wanted (TOML's "200" is text): every check words it the same way."""
+    return f"{value!r} (a string: write it without quotes)" if isinstance(value, str) \
+        else repr(value)
+
+
 class WsfmBenchError(Exception):
     """Base class: the CLI prints these as one line, without a traceback, and exits
     ``exit_code`` (2: bad input)."""
