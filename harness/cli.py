@@ -38,24 +38,75 @@ def parse_method(text: str) -> dict[str, Any]:
 
 
 def build_suite(args: argparse.Namespace):
+    """The suite to run: the suite file (or the default suite), of which --task and --method
+    pick entries, keeping their settings; or, with no suite file and both --task and
+    --method, a suite from the command line. Other flags override the suite's keys."""
     from harness.run.suite import DEFAULT_SUITE, parse_suite, read_suite_file
 
-    if args.suite is None and (args.task or args.method):
-        if not (args.task and args.method):
-            raise ConfigError("a suite from the command line needs both --task and --method")
-        data: dict[str, Any] = {"name": "cli", "budgets": args.budgets or [10, 20, 50]}
+    source = str(args.suite or DEFAULT_SUITE)
+    if args.suite is None and args.task and args.method:
+        source = "command line"
+        data: dict[str, Any] = {"name": "cli", "budgets": args.budgets or [10, 20, 50],
+                                "tasks": [{"name": t} for t in args.task],
+                                "methods": [parse_method(m) for m in args.method]}
     else:
         data = read_suite_file(args.suite or DEFAULT_SUITE)
-    if args.task:
-        data["tasks"] = [{"name": t} for t in args.task]
-    if args.method:
-        data["methods"] = [parse_method(m) for m in args.method]
+        pick_entries(data, args.task, args.method, args.suite or "the default suite")
     for key in ("budgets", "seeds", "selection_seeds", "device", "n_samples", "threads"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     if args.train_steps is not None:
-        data.setdefault("training", {})["steps"] = args.train_steps
-    return parse_suite(data, args.suite or "command line")
+        training = data.setdefault("training", {})
+        if isinstance(training, dict):  # else parse_suite says what [training] must be
+            training["steps"] = args.train_steps
+    return parse_suite(data, source)
+
+
+def _name_of(entry: Any) -> Any:
+    return entry.get("name") if isinstance(entry, dict) else entry
+
+
+def _pick(entries: Any, names: list[str], flag: str, kind: str, where: str) -> list[Any]:
+    """The ``entries`` (a suite's [[tasks]] or [[methods]]) named in ``names``, in the suite's
+    order; an unknown name is refused with the names there are."""
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: {kind}s must be a list of [[{kind}s]] entries")
+    have = [_name_of(e) for e in entries]
+    for name in names:
+        if name not in have:
+            raise ConfigError(f"{flag} {name!r}: {where} has no {kind} of that name; its "
+                              f"{kind}s: {', '.join(map(str, dict.fromkeys(have))) or 'none'}")
+    return [e for e, name in zip(entries, have, strict=True) if name in names]
+
+
+def pick_entries(data: dict[str, Any], tasks: list[str] | None, methods: list[str] | None,
+                 where: str) -> None:
+    """With a suite, --task and --method keep the suite's entries of those names, with every
+    setting they have (seeds, training, options); a method entry limited to other tasks goes."""
+    if tasks:
+        data["tasks"] = _pick(data.get("tasks"), tasks, "--task", "task", where)
+        kept = []
+        for entry in data.get("methods") or []:
+            only = entry.get("tasks") if isinstance(entry, dict) else None
+            if isinstance(only, list):
+                if not set(only) & set(tasks):
+                    continue
+                entry = {**entry, "tasks": [t for t in only if t in tasks]}
+            kept.append(entry)
+        where += f" on task(s) {', '.join(tasks)}"
+        if not kept:
+            raise ConfigError(f"--task: no [[methods]] entry of {where} runs (each names "
+                              "other tasks in its tasks = [...])")
+        data["methods"] = kept
+    if methods:
+        for text in methods:
+            if ":" in text:
+                raise ConfigError(
+                    f"--method {text!r}: with a suite, --method picks the suite's [[methods]] "
+                    "entries by name, with the options the suite gives them; give the name "
+                    "alone, or edit the suite (both --task and --method without a suite file "
+                    "make a suite from the command line)")
+        data["methods"] = _pick(data.get("methods"), methods, "--method", "method", where)
 
 
 def _origin(package: str | None, version: str | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from harness.analysis.stats import coerce_numeric
 from harness.records.store import load_run, read_manifest
 from harness.report import figures
 from harness.report.format import fmt, md_table, slug
+from harness.roles import Role
 
 # The fields of `wsfm-bench summary --json`, in order (docs/test: each row has at least these).
 JSON_FIELDS = ("task", "draft", "method", "variant", "t0", "n_budget", "reference", "metric",
@@ -168,10 +170,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the headline of a run (Markdown, or JSON with --json)."""
     manifest = read_manifest(args.run_dir)
-    rows, notes = headline(load_run(args.run_dir), manifest)
+    df = load_run(args.run_dir)
+    rows, notes = headline(df, manifest)
+    warm = bool((df["role"] == Role.WARM_START).any())
+    if not warm:  # on stderr: --json stays a JSON list
+        print(f"{args.run_dir}: no warm-start cells: nothing to judge (the headline judges "
+              "warm starts against full FM)", file=sys.stderr)
     if args.json:
         print(json.dumps(summary_rows(rows), indent=2))
-    else:
+    elif warm:
         print(_intro(manifest) + "\n\n" + headline_table(rows) + "\n")
         if paper_table(rows):
             print(paper_table(rows) + "\n")

@@ -322,6 +322,12 @@ def _flag(value: Any, what: str) -> bool:
 def read_suite_file(path: str | Path) -> dict[str, Any]:
     """The TOML table of a suite file (name defaults to the file's stem); not yet validated."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.toml"))
+        raise ConfigError(f"suite {path} is a folder; a suite is a TOML file"
+                          + (f" (that folder holds {', '.join(found[:5])}"
+                             f"{', ...' if len(found) > 5 else ''})" if found else
+                             ", e.g. harness/suites/smoke.toml"))
     if not path.is_file():
         raise ConfigError(f"suite file {path} does not exist; give a TOML file (see README)")
     try:
