@@ -166,6 +166,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["TQDM_DISABLE"] = "1"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     check_folders(args)  # the folders first: no suite check, let alone training, in vain
+    if args.executor == "ray":  # and the cluster: a wrong address or token fails in seconds
+        from harness.run.ray_executor import check_ray
+
+        check_ray(args.address)
     print(f"wsfm-bench: checking the suite {args.suite or '(default)'} ...", flush=True)
     suite = build_suite(args)  # every check happens here, before anything is written
     local = [f"{kind} {name!r}" for kind, used in plugins_used(suite).items()

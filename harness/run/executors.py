@@ -119,7 +119,7 @@ def resolve_executor(kind: str | None = None, workers: int | None = None,
     if kind == "ray":
         from harness.run.ray_executor import check_ray
 
-        check_ray()
+        check_ray(address)
     elif workers == 1:
         return ExecutorSpec("serial", 1, threads, None, exclusive_timing)
     threads = threads or max(1, cpu_cores() // workers)
