@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import importlib
 import os
+import signal
 import sys
 import tomllib
 from typing import Any
 
-from harness.errors import ConfigError, WsfmBenchError
+from harness.errors import ConfigError, Interrupted, WsfmBenchError
 from harness.registry import DISTRIBUTION, REGISTRIES
 
 
@@ -36,24 +38,75 @@ def parse_method(text: str) -> dict[str, Any]:
 
 
 def build_suite(args: argparse.Namespace):
+    """The suite to run: the suite file (or the default suite), of which --task and --method
+    pick entries, keeping their settings; or, with no suite file and both --task and
+    --method, a suite from the command line. Other flags override the suite's keys."""
     from harness.run.suite import DEFAULT_SUITE, parse_suite, read_suite_file
 
-    if args.suite is None and (args.task or args.method):
-        if not (args.task and args.method):
-            raise ConfigError("a suite from the command line needs both --task and --method")
-        data: dict[str, Any] = {"name": "cli", "budgets": args.budgets or [10, 20, 50]}
+    source = str(args.suite or DEFAULT_SUITE)
+    if args.suite is None and args.task and args.method:
+        source = "command line"
+        data: dict[str, Any] = {"name": "cli", "budgets": args.budgets or [10, 20, 50],
+                                "tasks": [{"name": t} for t in args.task],
+                                "methods": [parse_method(m) for m in args.method]}
     else:
         data = read_suite_file(args.suite or DEFAULT_SUITE)
-    if args.task:
-        data["tasks"] = [{"name": t} for t in args.task]
-    if args.method:
-        data["methods"] = [parse_method(m) for m in args.method]
+        pick_entries(data, args.task, args.method, args.suite or "the default suite")
     for key in ("budgets", "seeds", "selection_seeds", "device", "n_samples", "threads"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     if args.train_steps is not None:
-        data.setdefault("training", {})["steps"] = args.train_steps
-    return parse_suite(data, args.suite or "command line")
+        training = data.setdefault("training", {})
+        if isinstance(training, dict):  # else parse_suite says what [training] must be
+            training["steps"] = args.train_steps
+    return parse_suite(data, source)
+
+
+def _name_of(entry: Any) -> Any:
+    return entry.get("name") if isinstance(entry, dict) else entry
+
+
+def _pick(entries: Any, names: list[str], flag: str, kind: str, where: str) -> list[Any]:
+    """The ``entries`` (a suite's [[tasks]] or [[methods]]) named in ``names``, in the suite's
+    order; an unknown name is refused with the names there are."""
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: {kind}s must be a list of [[{kind}s]] entries")
+    have = [_name_of(e) for e in entries]
+    for name in names:
+        if name not in have:
+            raise ConfigError(f"{flag} {name!r}: {where} has no {kind} of that name; its "
+                              f"{kind}s: {', '.join(map(str, dict.fromkeys(have))) or 'none'}")
+    return [e for e, name in zip(entries, have, strict=True) if name in names]
+
+
+def pick_entries(data: dict[str, Any], tasks: list[str] | None, methods: list[str] | None,
+                 where: str) -> None:
+    """With a suite, --task and --method keep the suite's entries of those names, with every
+    setting they have (seeds, training, options); a method entry limited to other tasks goes."""
+    if tasks:
+        data["tasks"] = _pick(data.get("tasks"), tasks, "--task", "task", where)
+        kept = []
+        for entry in data.get("methods") or []:
+            only = entry.get("tasks") if isinstance(entry, dict) else None
+            if isinstance(only, list):
+                if not set(only) & set(tasks):
+                    continue
+                entry = {**entry, "tasks": [t for t in only if t in tasks]}
+            kept.append(entry)
+        where += f" on task(s) {', '.join(tasks)}"
+        if not kept:
+            raise ConfigError(f"--task: no [[methods]] entry of {where} runs (each names "
+                              "other tasks in its tasks = [...])")
+        data["methods"] = kept
+    if methods:
+        for text in methods:
+            if ":" in text:
+                raise ConfigError(
+                    f"--method {text!r}: with a suite, --method picks the suite's [[methods]] "
+                    "entries by name, with the options the suite gives them; give the name "
+                    "alone, or edit the suite (both --task and --method without a suite file "
+                    "make a suite from the command line)")
+        data["methods"] = _pick(data.get("methods"), methods, "--method", "method", where)
 
 
 def _origin(package: str | None, version: str | None) -> str:
@@ -112,6 +165,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.quiet:  # tqdm (ours, and the judge model's loaders) reads its defaults from here
         os.environ["TQDM_DISABLE"] = "1"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    check_folders(args)  # the folders first: no suite check, let alone training, in vain
+    if args.executor == "ray":  # and the cluster: a wrong address or token fails in seconds
+        from harness.run.ray_executor import check_ray
+
+        check_ray(args.address)
     print(f"wsfm-bench: checking the suite {args.suite or '(default)'} ...", flush=True)
     suite = build_suite(args)  # every check happens here, before anything is written
     if args.until_decided and suite.rules().max_seeds is None:
@@ -132,6 +190,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"report:  {write_report(run_dir)}")
     return _exit_code(load_run(run_dir))
+
+
+def check_folders(args: argparse.Namespace) -> None:
+    """--out, --run-id and the cache folder, before any work: each a folder this process can
+    write into (or create), the run id a plain folder name, its folder empty or a run."""
+    from harness.cache import default_cache_dir
+    from harness.checks import writable_folder
+    from harness.run.runner import run_folder
+
+    if args.run_id is None:  # the suite's name gives it: checked with the suite
+        writable_folder(args.out, "--out", " for the results")
+    else:
+        run_folder(args.out, args.run_id)
+    writable_folder(args.cache or default_cache_dir(),
+                    "--cache" if args.cache else "the cache folder", " for the cache")
 
 
 def _exit_code(df) -> int:
@@ -233,16 +306,50 @@ def _add_run(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def os_error_line(exc: OSError) -> str | None:
+    """One line for an OSError about a path (a read-only folder, a file where a folder
+    should be, a full disk): what and where, and what to do; None for any other."""
+    where = exc.filename
+    if exc.errno == errno.ENOSPC:
+        return (f"the disk is full (no space left on device{f' writing {where}' if where else ''})"
+                "; free some space (wsfm-bench cache clear --older-than DAYS frees cached "
+                "models) and run the same command again")
+    if where is None:
+        return None
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        what = "permission denied" if isinstance(exc, PermissionError) else "read-only"
+        return (f"cannot write {where} ({what}): make that folder writable, or give another "
+                "one (run --out or --cache, $WSFM_BENCH_CACHE, compare --output, figures --out)")
+    if isinstance(exc, NotADirectoryError | FileExistsError):
+        return (f"{where}: a file is in the way where a folder is needed; give a path in a "
+                "folder, or move that file")
+    if isinstance(exc, IsADirectoryError):
+        return f"{where} is a folder, but a file is needed there; give a file's path"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command: errors a user can fix are one line on stderr, exit 2 (bad input) or 1 (a
+    failed run); an interrupt (Ctrl-C, SIGTERM) is one line, exit 128 + the signal number."""
     args = make_parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except WsfmBenchError as exc:
         print(f"wsfm-bench: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
         return 0
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        print(f"wsfm-bench: {exc or 'interrupted by ' + stop.signal_name}", file=sys.stderr)
+        return stop.exit_code
+    except OSError as exc:  # the last line of defence for a path the checks did not foresee
+        line = os_error_line(exc)
+        if line is None:
+            raise
+        print(f"wsfm-bench: error: {line}", file=sys.stderr)
+        return 1 if exc.errno == errno.ENOSPC else 2
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, given
 from harness.nn.config import TrainConfig
 from harness.roles import Role
 
@@ -176,6 +176,11 @@ class Metric(ABC):
 
     higher_is_better: bool = False
 
+    def min_points(self) -> int:
+        """The fewest samples, and reference points, ``compute`` can judge (2 for a spread,
+        k + 1 for k-nearest neighbours): a suite asking for fewer is refused before any work."""
+        return 1
+
     def setup(self, train: torch.Tensor, train_labels: torch.Tensor | None) -> None:
         """Called before ``compute`` with the task's training split (and its labels, if any):
         a metric that learns a feature space (a domain classifier) fits it here, cached."""
@@ -311,7 +316,31 @@ def instantiate(registry: Registry[P], name: str, options: dict[str, Any]) -> P:
                 f"{registry.kind} {name!r} has no option {', '.join(map(repr, unknown))}; "
                 f"allowed: {', '.join(allowed) or '(none)'}"
             )
+        for f in dataclasses.fields(cls):
+            if f.name in options:
+                check_option_type(f.type, options[f.name], f"{registry.kind} {name!r}: {f.name}")
     try:
         return cls(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{registry.kind} {name!r}: {exc}") from exc
+
+
+def check_option_type(annotation: Any, value: Any, what: str) -> None:
+    """A number, an integer or a flag where the option's declared type (``int``, ``float``,
+    ``bool``, or one of them ``| None``) says so, for every plugin alike: "0.5" for a float
+    is refused like "200" for an integer, not converted by one plugin and refused by another.
+    Other types are the plugin's to check."""
+    names = ({n.strip() for n in annotation.split("|")} if isinstance(annotation, str)
+             else {getattr(annotation, "__name__", str(annotation))})
+    names.discard("None")
+    if value is None or not names or not names <= {"int", "float", "bool"}:
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if names == {"bool"}:
+        ok, want = isinstance(value, bool), "true or false"
+    elif "float" in names:
+        ok, want = number or (isinstance(value, bool) and "bool" in names), "a number"
+    else:
+        ok, want = isinstance(value, int) and (number or "bool" in names), "an integer"
+    if not ok:
+        raise ConfigError(f"{what} must be {want}, got {given(value)}")

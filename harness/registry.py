@@ -203,9 +203,11 @@ class Registry(Generic[P]):
         for ep in points:
             try:
                 obj = ep.load()
-            except Exception as exc:  # a broken third-party plugin must say whose it is
+            except (Exception, SystemExit) as exc:  # a broken plugin must say whose it is
+                why = (f"it calls sys.exit({exc.code!r}) when imported"
+                       if isinstance(exc, SystemExit) else str(exc))
                 raise RegistryError(
-                    f"cannot load {self.kind} plugin {name!r} from {_ep_owner(ep)}: {exc}"
+                    f"cannot load {self.kind} plugin {name!r} from {_ep_owner(ep)}: {why}"
                 ) from exc
             dist = ep.dist
             self.add(name, obj, owner=_ep_owner(ep), package=dist.name if dist else None,

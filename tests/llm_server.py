@@ -7,7 +7,8 @@ Each request takes the next step of ``script`` (the last one repeats); a step is
 default answer: the draft's text in upper case with punctuation, so that normalising shows),
 an int HTTP status, "timeout" (sleep ``sleep_s`` before answering), "malformed" (not JSON),
 "no-content" (JSON without choices), "empty" (an empty answer), or a callable
-``(request_json) -> answer text``. ``server.requests`` holds every request body, parsed.
+``(request_json) -> answer text or an int HTTP status`` (to fail some items, not others).
+``server.requests`` holds every request body, parsed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Step = str | int | Callable[[dict[str, Any]], str]
+Step = str | int | Callable[[dict[str, Any]], str | int]
 
 
 def draft_of(request: dict[str, Any]) -> str:
@@ -93,6 +94,11 @@ class FakeLLMServer:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 request = json.loads(raw)
                 step = server._next(request, self.path, dict(self.headers))
+                if callable(step):  # an answer for this request, or a status
+                    step = step(request)
+                    if not isinstance(step, int):
+                        self._answer(request, step)
+                        return
                 if isinstance(step, int):
                     extra = {"Retry-After": "0"} if step == 429 else None
                     body = json.dumps({"error": {"message": f"fake error {step}"}}).encode()
@@ -106,8 +112,9 @@ class FakeLLMServer:
                     return
                 if step == "timeout":
                     time.sleep(server.sleep_s)
-                answer = "" if step == "empty" else step(request) if callable(step) else shout(
-                    request)
+                self._answer(request, "" if step == "empty" else shout(request))
+
+            def _answer(self, request: dict[str, Any], answer: str) -> None:
                 body = {"object": "chat.completion", "model": request.get("model"),
                         "choices": [{"index": 0, "finish_reason": "stop",
                                      "message": {"role": "assistant", "content": answer}}]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -152,12 +153,43 @@ def test_bound_check_flags_impossible_and_short_speedups() -> None:
     assert fast["wall_status"] == "impossible" and fast["bound_ok"] is False  # 20x > N/K = 10
     slow = _bound(plan, 0.9, 1, 0.9, 10, _timing(0.005), draft, ref, call)
     assert slow["wall_status"] == "shortfall" and slow["bound_ok"] is False  # 2x < S_wall 10x
-    noisy = _bound(plan, 0.9, 1, 0.9, 10, _timing(0.005, jitter=0.001), draft,
-                                ref, call)
-    assert noisy["wall_status"] == "ok"  # within 3 robust sd of the bound: not flagged
+    # 10% below S_wall: a shortfall when the timings are steady, within the band when noisy.
+    steady = _bound(plan, 0.9, 1, 0.9, 10, _timing(0.0011), draft, ref, call)
+    assert steady["wall_status"] == "shortfall"
+    spread = Timing([0.0011 * (1 + x) for x in (-0.3, -0.15, 0.0, 0.15, 0.3)])
+    noisy = _bound(plan, 0.9, 1, 0.9, 10, spread, draft, ref, call)
+    assert noisy["wall_status"] == "ok" and noisy["bound_noise"] > 0.1
     few = _bound(plan, 0.9, 1, 0.9, 10, _timing(0.0005, n=3), draft, _timing(
         0.010, n=3), call)
     assert few["wall_status"] == "not judged" and few["bound_ok"] is True
+
+
+def _noisy(median: float, rel: float, n: int = 5, seed: int = 0) -> Timing:
+    """``n`` repeats around ``median`` with a relative normal spread ``rel``."""
+    rng = np.random.default_rng(seed)
+    return Timing(list(median * (1 + rel * rng.standard_normal(n))), median)
+
+
+def test_bound_band_is_the_uncertainty_of_the_medians() -> None:
+    plan = SimpleNamespace(n_steps=10, k_steps=1, evals_per_step=1, t0=0.9)
+    ref, call, draft = _noisy(0.010, 0.05, seed=1), _noisy(0.001, 0.05, seed=2), _timing(0.0)
+    # 1.3 x N/K, with 5% noise on each timing: the old band (3 x the sum of single-repeat
+    # spreads, 0.2 or more here) let it pass; the medians of 5 repeats are surer than that.
+    total = _noisy(ref.median / 13, 0.05, seed=3)
+    old = 3 * sum(1.4826 * t.mad / t.median for t in (total, ref, call))
+    assert 1.3 < 1 + old
+    out = _bound(plan, 0.9, 1, 0.9, 10, total, draft, ref, call)
+    assert out["wall_status"] == "impossible" and out["timing_noise"] < 0.2
+    assert out == _bound(plan, 0.9, 1, 0.9, 10, total, draft, ref, call)  # seeded bootstrap
+    # More repeats, the same spread: a narrower band (the median's error falls as 1/sqrt(n)).
+    few = measure.median_bands(10, 1, _noisy(1.0, 0.05, 5, 4), draft, _noisy(13.0, 0.05, 5, 5),
+                               _noisy(1.0, 0.05, 5, 6))
+    many = measure.median_bands(10, 1, _noisy(1.0, 0.05, 45, 4), draft,
+                                _noisy(13.0, 0.05, 45, 5), _noisy(1.0, 0.05, 45, 6))
+    assert many[0] < 0.6 * few[0] and many[1] < 0.6 * few[1]
+    # One slow repeat (another process woke up) hardly widens it: medians ignore it.
+    slow = Timing([*sorted(total.times)[:4], 10 * max(total.times)])
+    assert measure.median_bands(10, 1, slow, draft, ref, call)[0] < 1.25 * out["timing_noise"]
 
 
 def test_bound_check_recounts_k_from_where_the_solver_started() -> None:
@@ -182,3 +214,26 @@ def test_cost_model_section() -> None:
     assert "+0.0%" in md and "median 0.0%" in md
     assert "Predicted vs measured" in md
     assert cost_model_section(cells.iloc[0:0]).endswith("_No timed cells in this run._")
+
+
+def test_the_band_before_and_after_on_the_reference_smoke_run() -> None:
+    """benchmarks/bench_bound_band.py on the checked-in smoke run: the old band let 1.4 x N/K
+    pass at the median cell and could flag no shortfall in 19 cells; the new one is narrower
+    and can flag a shortfall in every cell."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "bench_bound_band", root / "benchmarks" / "bench_bound_band.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from harness.records.store import read_cells
+
+    cells = [r for r in read_cells(root / "results" / "reference" / "smoke") if r.bound]
+    old, new, _ = bench.report([bench.judge(r) for r in cells])[1:]
+    assert "median cell 1.413x, 90th percentile 1.919x" in old
+    assert "no shortfall can be flagged in 19 cells" in old
+    assert "no shortfall can be flagged in 0 cells" in new
+    median, p90 = re.search(r"median cell ([\d.]+)x, 90th percentile ([\d.]+)x", new).groups()
+    assert float(median) < 1.2 and float(p90) < 1.5

@@ -207,11 +207,20 @@ def test_llm_401_names_the_key_variable(monkeypatch) -> None:
 
 
 def test_llm_gives_up_after_its_retries_with_a_clear_error() -> None:
-    with FakeLLMServer([500]) as server, pytest.raises(LLMRefinerError) as info:
-        llm(server, retries=2).refine(drafts_of(2))
+    # Only item 0 fails: had item 1 failed too, whichever thread gave up first would stop the
+    # batch and be the one named (a race under load), so the message names item 0 every time.
+    drafts = drafts_of(2)
+    failing = decode_batch(drafts[:1])[0].strip()
+
+    def fail_item_0(request: dict[str, Any]) -> str | int:
+        return 500 if draft_of(request) == failing else shout(request)
+
+    with FakeLLMServer([fail_item_0]) as server, pytest.raises(LLMRefinerError) as info:
+        llm(server, retries=2).refine(drafts)
     message = str(info.value)
     assert "item 0 failed after 3 attempts" in message and "HTTP 500" in message
     assert "keep-draft" in message and server.url in message
+    assert sum(draft_of(r) == failing for r in server.requests) == 3  # 1 + retries, no more
 
 
 def test_llm_connection_refused_stops_even_in_keep_draft_mode() -> None:

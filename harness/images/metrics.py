@@ -179,6 +179,9 @@ class _FidelityMetric(Metric):
 
         self._domain_state: dict[str, torch.Tensor] | None = None
 
+    def min_points(self) -> int:
+        return _MIN_IMAGES
+
     def setup(self, train: torch.Tensor, train_labels: torch.Tensor | None) -> None:
         """Train (or load) the domain extractor on the task's training split."""
         if self.extractor != "inception":  # "auto" may still resolve to the domain extractor

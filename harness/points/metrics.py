@@ -179,9 +179,12 @@ class MaximumMeanDiscrepancy(Metric):
         scale = -0.5 / sigma**2
         return lambda d: torch.exp(d.square() * scale)
 
+    def min_points(self) -> int:
+        return 2
+
     @torch.no_grad()
     def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
-        y, _ = _prepare(reference, reference, min_points=2)
+        y, _ = _prepare(reference, reference, min_points=self.min_points())
         sigma = self.bandwidth or self._median_bandwidth(y, seed)
         kyy = _pair_mean(y, y, self._kernel(sigma), exclude_diagonal=True)
         return {"bandwidth": torch.tensor(sigma, dtype=torch.float64),
@@ -190,7 +193,7 @@ class MaximumMeanDiscrepancy(Metric):
     @torch.no_grad()
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
                 stats: dict[str, torch.Tensor] | None = None) -> float:
-        x, y = _prepare(samples, reference, min_points=2)
+        x, y = _prepare(samples, reference, min_points=self.min_points())
         stats = stats or self.reference_stats(y, seed)
         kernel = self._kernel(float(stats["bandwidth"]))
         kxx = _pair_mean(x, x, kernel, exclude_diagonal=True)
@@ -204,16 +207,19 @@ class EnergyDistance(Metric):
 
     higher_is_better = False
 
+    def min_points(self) -> int:
+        return 2
+
     @torch.no_grad()
     def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
-        y, _ = _prepare(reference, reference, min_points=2)
+        y, _ = _prepare(reference, reference, min_points=self.min_points())
         return {"mean_distance": torch.tensor(_pair_mean(y, y, _identity, exclude_diagonal=True),
                                               dtype=torch.float64)}
 
     @torch.no_grad()
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
                 stats: dict[str, torch.Tensor] | None = None) -> float:
-        x, y = _prepare(samples, reference, min_points=2)
+        x, y = _prepare(samples, reference, min_points=self.min_points())
         exy = _pair_mean(x, y, _identity)
         exx = _pair_mean(x, x, _identity, exclude_diagonal=True)
         eyy = float((stats or self.reference_stats(y, seed))["mean_distance"])
@@ -231,17 +237,20 @@ class _KNNCoverage(Metric):
     def __post_init__(self) -> None:
         check_positive_ints(self, "k")
 
+    def min_points(self) -> int:
+        return self.k + 1
+
     @torch.no_grad()
     def reference_stats(self, reference: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
         if self.of_reference:  # recall needs the samples' radii: nothing to precompute
             return {}
-        y, _ = _prepare(reference, reference, min_points=self.k + 1)
+        y, _ = _prepare(reference, reference, min_points=self.min_points())
         return {"knn_radii": _knn_radii(y, self.k)}
 
     @torch.no_grad()
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
                 stats: dict[str, torch.Tensor] | None = None) -> float:
-        x, y = _prepare(samples, reference, min_points=self.k + 1)
+        x, y = _prepare(samples, reference, min_points=self.min_points())
         if self.of_reference:
             return _coverage(y, x, self.k)
         return _coverage(x, y, self.k, (stats or {}).get("knn_radii"))

@@ -27,18 +27,24 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(fh)``, atomically. An OSError (a full disk, a read-only
+    folder) names ``path``, the file being written, not the temporary one or none at all."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)  # its own error names the folder
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:  # OSError picks the subclass
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 

@@ -102,7 +102,8 @@ class Times:
     time_per_call_s: float | None = doc("integrate_time_s / nfe_measured; null without calls.")
     compile_s: float | None = doc("torch.compile's first call, timed apart; null when eager.",
                                   default=None)
-    timings: dict[str, Any] = doc("Every timed repeat: total, draft, integrate, reference.",
+    timings: dict[str, Any] = doc("Every timed repeat: total, draft, integrate, reference and "
+                                  "(warm starts) the bare network call.",
                                   default_factory=dict)
     sampling_s: float | None = doc("Wall seconds the cell spent sampling: warm-up, repeats and "
                                    "(warm starts) the reference run.", default=None)
@@ -122,7 +123,9 @@ class BoundCheck:
     ideal_speedup: float = doc("1 / (1 - t0).")
     wall_speedup: float = doc("ref_time_s / time_s: the measured wall-clock speed-up.")
     wall_bound: float = doc("S_wall = (F + N s c) / (F + T_d + K s c) from this cell's times.")
-    timing_noise: float = doc("Relative robust timing noise the wall-clock side allows.")
+    timing_noise: float = doc("How far (relatively) timing noise may take the measured "
+                              "speed-up: 3 bootstrap standard errors of its medians; above "
+                              "nfe_speedup_theory (1 + timing_noise) is impossible.")
     ok: bool = doc("NFE exact and the wall-clock side not a shortfall or impossible.")
     # Always written; null only in records migrated from runs that predate them.
     wall_status: str | None = doc(
@@ -136,6 +139,9 @@ class BoundCheck:
     fixed_time_s: float | None = doc("F: the reference run's fixed cost per batch (never "
                                      "below 0).", default=None)
     draft_time_s: float | None = doc("T_d used in S_wall.", default=None)
+    bound_noise: float | None = doc("The same for the measured speed-up over S_wall (S_wall's "
+                                    "own times included); below wall_bound / (1 + "
+                                    "bound_noise) is a shortfall.", default=None)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from harness.records.status import RunStatus
 from harness.records.store import load_run, read_manifest, refresh_records_csv
 from harness.report import figures
 from harness.report.format import fmt, md_table, slug
+from harness.roles import Role
 
 # The fields of `wsfm-bench summary --json`, in order (docs/test: each row has at least these).
 JSON_FIELDS = ("task", "draft", "method", "title", "control", "variant", "t0", "n_budget",
@@ -222,9 +223,15 @@ def run(args: argparse.Namespace) -> int:
         if line:
             print(line, file=sys.stderr)
     rows, notes = headline(df, manifest)
+    warm = bool((df["role"] == Role.WARM_START).any())
+    if not warm:  # on stderr: --json stays a JSON list
+        print(f"{args.run_dir}: no warm-start cells: nothing to judge (the headline judges "
+              "warm starts against full FM)", file=sys.stderr)
     if args.json:
         print(json.dumps([{**row, "run": status.to_json()} for row in summary_rows(rows)],
                          indent=2))
+        return 0
+    if not warm:
         return 0
     parts = [f"**{status.line()}**" if status.line() else "", trust_banner(rows), LEGEND,
              headline_table(rows), _intro(manifest), margins_table(rows), paper_table(rows),

@@ -135,7 +135,7 @@ def measure(cell: Cell, ctx: CellContext, method: Method, plan: SamplingPlan) ->
         network = first_call = FirstCall(compile_network(network, cell.compile), clock)
     timed = time_plan(plan, network, cell.n_samples, clock.time,
                       lambda: ctx.generator("sample"), cell.warmup, cell.repeats)
-    ref = bound = None
+    ref = bound = call = None
     nfe_ok = timed.nfe_ok
     if plan.reference_integrate is not None and network is not None:
         ref, ref_nfe, call = _time_reference_run(cell, ctx, plan, network, clock,
@@ -144,7 +144,7 @@ def measure(cell: Cell, ctx: CellContext, method: Method, plan: SamplingPlan) ->
         bound = bound_check(plan, method.start_time(), timed.nfe, timed.start_time, ref_nfe,
                             timed.total, timed.draft, ref, call)
     compile_s = first_call.seconds if first_call is not None else None
-    return Measured(timed, times_of(timed, ref, compile_s), nfe_ok, bound)
+    return Measured(timed, times_of(timed, ref, compile_s, call), nfe_ok, bound)
 
 
 def _time_reference_run(cell: Cell, ctx: CellContext, plan: SamplingPlan, network: Any,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.cache import Cache
-from harness.errors import ConfigError, WsfmBenchError
+from harness.errors import ConfigError, RunFailed
 from harness.records.cell import Cell
 from harness.records.record import CellRecord
 from harness.run.jobs import Worker, cell_job, prepare_job
@@ -49,7 +50,7 @@ Emit = Callable[[CellRecord, "np.ndarray | None"], None]
 Prepared = Callable[[Cell, float], None]  # a preparation of this cell took these seconds
 
 
-class WorkerLost(WsfmBenchError):
+class WorkerLost(RunFailed):
     """A cell or preparation was in flight on a worker that died, MAX_ATTEMPTS times."""
 
 
@@ -119,7 +120,7 @@ def resolve_executor(kind: str | None = None, workers: int | None = None,
     if kind == "ray":
         from harness.run.ray_executor import check_ray
 
-        check_ray()
+        check_ray(address)
     elif workers == 1:
         return ExecutorSpec("serial", 1, threads, None, exclusive_timing)
     threads = threads or max(1, cpu_cores() // workers)
@@ -143,8 +144,10 @@ def run_cells(spec: ExecutorSpec, cells: list[Cell], cache: Cache, emit: Emit,
         backend = ProcessBackend(spec, cache, cells[0].device if cells else "cpu")
     try:
         schedule(plan(cells), backend, spec, cache, emit, progress, label, on_prepared)
-    finally:
-        backend.close()
+    except BaseException:  # an error or an interrupt: the work in flight is not waited for
+        backend.close(abort=True)
+        raise
+    backend.close()
 
 
 def stamp(record: CellRecord, spec: ExecutorSpec, concurrency: int) -> CellRecord:
@@ -179,7 +182,8 @@ class Backend(Protocol):
     def prepared(self, handle: Any) -> Any:
         """What a cell is given of its finished preparation (``handle``)."""
 
-    def close(self) -> None: ...
+    def close(self, abort: bool = False) -> None:
+        """Release the workers; ``abort``: stop the work in flight rather than wait for it."""
 
 
 def _retry(kind: str, item: Any, why: Any, attempts: Counter[int]) -> None:
@@ -263,6 +267,12 @@ def _init_worker(threads: int, parent: int, gpu_slot: Any, n_gpus: int) -> None:
             gpu_slot.value += 1
     torch.set_num_threads(threads)
     os.environ["TQDM_DISABLE"] = "1"
+    # Ctrl-C reaches the whole process group: the driver alone stops the run (and marks it
+    # interrupted); a worker's KeyboardInterrupt would only print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm's default lock is a named semaphore; a worker ended mid-cell (an interrupted run)
+    # would leave it to the resource tracker, which warns about it on the driver's stderr.
+    tqdm.set_lock(threading.RLock())
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
@@ -318,7 +328,11 @@ class ProcessBackend:
             pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, abort: bool = False) -> None:
+        if self._pool is None:
+            return
+        if abort:  # a cell in flight may run for minutes: end its worker now
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=not abort, cancel_futures=True)
+        self._pool = None

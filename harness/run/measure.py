@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness.analysis import speedup
@@ -121,15 +122,18 @@ def describe(cell: Cell, method: Method, plan: SamplingPlan,
     return identity, steps
 
 
-def times_of(timed: PlanTiming, ref: Timing | None, compile_s: float | None) -> Times:
-    """The Times section of a timed plan (and its reference run, for a warm start)."""
+def times_of(timed: PlanTiming, ref: Timing | None, compile_s: float | None,
+             call: Timing | None = None) -> Times:
+    """The Times section of a timed plan (and, for a warm start, its reference run and bare
+    network call: what the bound check is judged from)."""
     total, integrate = timed.total, timed.integrate
     return Times(
         time_s=total.median, time_spread_s=total.spread, first_call_s=total.first,
         draft_time_s=timed.draft.median, integrate_time_s=integrate.median,
         time_per_call_s=integrate.median / timed.nfe if timed.nfe else None,
         compile_s=compile_s,
-        timings={**timed.as_dict(), "reference": ref.as_dict() if ref else None})
+        timings={**timed.as_dict(), "reference": ref.as_dict() if ref else None,
+                 "call": call.as_dict() if call else None})
 
 
 def time_calls(network: Any, x: torch.Tensor, t: float, time_fn: TimeFn, warmup: int,
@@ -145,13 +149,40 @@ def time_calls(network: Any, x: torch.Tensor, t: float, time_fn: TimeFn, warmup:
 
 
 MIN_REPEATS = 5  # fewer timed repeats: the wall-clock side of the bound is not judged
-NOISE_Z = 3.0  # a bound is missed only by more than this many robust standard deviations
+NOISE_Z = 3.0  # a bound is missed only by more than this many standard errors of the medians
+BOOTSTRAP = 2000  # resamples of the repeats behind the band
+BOOTSTRAP_SEED = 20  # fixed: the same timings always get the same verdict
 
 
-def robust_noise(*timings: Timing) -> float:
-    """Relative timing noise: the sum over ``timings`` of 1.4826 MAD / median (the MAD scaled
-    to a standard deviation for normal noise), robust to one slow repeat."""
-    return sum(1.4826 * tm.mad / tm.median for tm in timings if tm.median > 0)
+def _resampled_medians(timing: Timing, rng: np.random.Generator) -> np.ndarray:
+    """The median of each of BOOTSTRAP resamples (with replacement) of the timed repeats."""
+    times = np.asarray(timing.times, dtype=float)
+    return np.median(times[rng.integers(0, len(times), (BOOTSTRAP, len(times)))], axis=1)
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    """1.4826 MAD: a standard deviation for normal noise, robust to a few extreme resamples."""
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def median_bands(n_calls: int, k_calls: int, total: Timing, draft: Timing, ref: Timing,
+                 call: Timing) -> tuple[float, float]:
+    """(speed-up band, bound band): how far, relatively, the measured speed-up T_ref / T and
+    its ratio to S_wall may be off through timing noise alone, as NOISE_Z standard errors of
+    their logs. Both are built from medians, so the standard error is that of the medians: a
+    seeded bootstrap resamples each timing's repeats, each resample's medians give a speed-up
+    and a bound (``n_calls`` = N s and ``k_calls`` = K s calls), and the spread of their logs is
+    taken robustly, so one slow repeat does not widen the band. The bound band includes the
+    bound's own uncertainty (c, F and T_d are measured too)."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    t, d, r, c = (_resampled_medians(tm, rng) for tm in (total, draft, ref, call))
+    tiny = np.finfo(float).tiny  # a zero time (a fake clock) must not give log(0)
+    t = np.maximum(t, tiny)
+    speedup = np.log(np.maximum(r, tiny) / t)
+    # speed-up / S_wall = (F + T_d + K s c) / T, with F = max(0, T_ref - N s c)
+    to_bound = np.log(np.maximum(np.maximum(0.0, r - n_calls * c) + d + k_calls * c, tiny) / t)
+    return (math.expm1(NOISE_Z * _robust_sd(speedup)),
+            math.expm1(NOISE_Z * _robust_sd(to_bound)))
 
 
 def bound_check(plan: SamplingPlan, t0: float, n_measured: int, start_time: float | None,
@@ -165,10 +196,11 @@ def bound_check(plan: SamplingPlan, t0: float, n_measured: int, start_time: floa
       speed-up N / K exactly.
     - Wall-clock: S_wall = (F + N s c) / (F + T_d + K s c), with c the bare network call timed
       alone, F = T_ref - N s c the reference run's fixed cost per batch (never below 0) and T_d
-      the measured draft time. The measured speed-up T_ref / T is a "shortfall" when below
-      S_wall, and "impossible" (broken timing) when above S_nfe = N / K, each beyond
-      NOISE_Z times the robust noise of the timings; with fewer than MIN_REPEATS repeats the
-      wall-clock side is "not judged".
+      the measured draft time. The measured speed-up T_ref / T is "impossible" (broken timing)
+      when above S_nfe = N / K (1 + timing_noise), and a "shortfall" when below
+      S_wall / (1 + bound_noise), the bands being NOISE_Z standard errors of the medians
+      (``median_bands``); with fewer than MIN_REPEATS repeats the wall-clock side is "not
+      judged".
     """
     n, k, s = plan.n_steps, plan.k_steps, plan.evals_per_step
     k_option = speedup.warm_steps(t0, n)
@@ -182,12 +214,12 @@ def bound_check(plan: SamplingPlan, t0: float, n_measured: int, start_time: floa
     fixed = max(0.0, ref.median - n * s * c)
     wall_bound = ref.median / (fixed + draft.median + k * s * c)
     wall_speedup = ref.median / total.median
-    noise = robust_noise(total, ref, call)
+    noise, bound_noise = median_bands(n * s, k * s, total, draft, ref, call)
     if len(total.times) < MIN_REPEATS or len(ref.times) < MIN_REPEATS:
         status = "not judged"
-    elif wall_speedup > nfe_theory * (1 + NOISE_Z * noise + 1e-9):  # 1e-9: rounding
+    elif wall_speedup > nfe_theory * (1 + noise) * (1 + 1e-9):  # 1e-9: rounding
         status = "impossible"
-    elif wall_speedup < wall_bound * (1 - NOISE_Z * noise - 1e-9):
+    elif wall_speedup * (1 + bound_noise) < wall_bound * (1 - 1e-9):
         status = "shortfall"
     else:
         status = "ok"
@@ -196,5 +228,5 @@ def bound_check(plan: SamplingPlan, t0: float, n_measured: int, start_time: floa
         start_time_observed=start_time, nfe_speedup=nfe_speedup, nfe_speedup_theory=nfe_theory,
         ideal_speedup=speedup.ideal_speedup(t0), wall_speedup=wall_speedup,
         wall_bound=wall_bound, wall_status=status, call_time_s=c, fixed_time_s=fixed,
-        draft_time_s=draft.median, timing_noise=noise,
+        draft_time_s=draft.median, timing_noise=noise, bound_noise=bound_noise,
         ok=bool(nfe_exact and status not in ("shortfall", "impossible")))

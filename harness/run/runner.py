@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import Cache
-from harness.errors import ConfigError, RunDirError
+from harness.checks import plain_name, writable_folder
+from harness.errors import RunDirError
 from harness.plugins import instantiate
 from harness.records import store as records
 from harness.records.cell import Cell
-from harness.records.lock import RunLock
+from harness.records.lock import LOCK_FILE, RunLock
 from harness.records.record import CellRecord
 from harness.records.schema import SCHEMA_VERSION
 from harness.registry import REGISTRIES, tasks
@@ -28,6 +29,7 @@ from harness.run.executors import ExecutorSpec, run_cells
 from harness.run.machine import describe_machine, git_commit, package_versions
 from harness.run.sequential import pending_cells
 from harness.run.sequential import until_decided as until_decided_run
+from harness.run.stopping import mark_stopped, signals_raise
 from harness.run.suite import Suite, expand_cells
 from harness.run.timing import check_compile
 
@@ -96,16 +98,21 @@ def _manifest(suite: Suite, run_id: str, previous: dict[str, Any] | None) -> dic
 
 
 def run_folder(out_dir: str | Path, run_id: str) -> Path:
-    """out_dir/run_id, after checking both: --out must be a folder (or not exist yet), the
-    run id one plain folder name (it cannot climb out of --out)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the results")
-    if (not run_id or run_id in (".", "..") or "/" in run_id or "\\" in run_id
-            or run_id.startswith(".")):
-        raise ConfigError(f"--run-id {run_id!r} must be a plain folder name (no '/', not "
-                          "starting with '.'), e.g. my-run-1")
-    return out / run_id
+    """out_dir/run_id, after checking both: --out a folder it can write into (or create),
+    the run id one plain folder name (it cannot climb out of --out), and the run folder
+    empty, or a run (the manifest says so), or one of ours killed before its manifest."""
+    out = writable_folder(out_dir, "--out", " for the results")
+    run_dir = out / plain_name(run_id, "--run-id")
+    writable_folder(run_dir, "the run folder")
+    if run_dir.is_dir() and not (run_dir / records.MANIFEST).exists():
+        foreign = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE
+                         and not p.name.startswith(f".{records.MANIFEST}."))
+        if foreign:
+            raise RunDirError(
+                f"{run_dir} is not empty and not a wsfm-bench run (no {records.MANIFEST}; it "
+                f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): "
+                "refusing to write among those files; give another --run-id or --out")
+    return run_dir
 
 
 def run_suite(
@@ -123,9 +130,10 @@ def run_suite(
     command line's default is one worker process per core, harness.run.executors).
 
     The folder is locked while this runs (a second run into it is refused, naming who holds
-    it). A run that fails part-way is marked "failed" with the reason in its manifest; what
-    it recorded stays, and the same command resumes it."""
-    run_id = run_id or default_run_id(suite)
+    it). A run that fails part-way is marked "failed" with the reason in its manifest, one
+    stopped by SIGINT or SIGTERM "interrupted" (harness.run.stopping); what it recorded
+    stays, and the same command resumes it."""
+    run_id = default_run_id(suite) if run_id is None else run_id
     run_dir = run_folder(out_dir, run_id)
     with RunLock(run_dir):
         previous = None
@@ -145,15 +153,13 @@ def run_suite(
         manifest["executor"] = spec.describe()
         records.write_manifest(run_dir, manifest)
         try:
-            _run(suite, run_dir, manifest, cache or Cache(), progress, spec, until_decided)
+            with signals_raise():  # SIGINT and SIGTERM too end here, marked "interrupted"
+                _run(suite, run_dir, manifest, cache or Cache(), progress, spec, until_decided)
         except BaseException as exc:
-            reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-            manifest.update(status="failed", error=reason, finished=_now())
-            try:
-                records.write_manifest(run_dir, manifest)
-            except Exception:  # noqa: BLE001 - never hide the original error
-                pass
-            raise
+            stop = mark_stopped(run_dir, manifest, exc)
+            if stop is exc:
+                raise
+            raise stop from exc
     return run_dir
 
 

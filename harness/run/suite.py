@@ -5,7 +5,8 @@
     selection_seeds = [100, 101]  # settings (reference config, t0, N, ...) are chosen on these
     budgets = [10, 20, 50]        # N: steps of the full grid (step size 1/N)
     device = "cpu"
-    n_samples = 2000              # samples generated, timed and judged per cell
+    n_samples = 2000              # samples generated, timed and judged per cell (at most
+                                  # 1000000 unless $WSFM_BENCH_MAX_SAMPLES says otherwise)
     n_eval = 2000                 # held-out reference points for the metrics
     [training]                    # optional overrides of the tasks' training settings
     steps = 1500
@@ -19,7 +20,8 @@
 
     [[methods]]
     name = 'ws-fm'
-    t0 = [0.5, 0.9]               # a list expands: one variant per value (cartesian product)
+    t0 = [0.5, 0.9]               # a list expands: one variant per value (cartesian product;
+                                  # each value once, and never an empty list)
     draft = ["good", "poor"]
     tasks = ["two-moons"]         # optional: only on these tasks
     budgets = [10, 100]           # optional: instead of the suite's budgets
@@ -68,6 +70,8 @@ from typing import Any
 
 from harness.analysis.noninferiority import Rules
 from harness.checks import (
+    distinct_values,
+    plain_name,
     positive_int,
     positive_int_list,
     seed_list,
@@ -79,7 +83,7 @@ from harness.records.cell import Cell, TimeCell
 from harness.registry import methods
 from harness.roles import Role
 from harness.run.timing import check_backend
-from harness.run.validate import validate
+from harness.run.validate import check_cells, validate
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"  # harness/suites
 DEFAULT_SUITE = SUITES_DIR / "default.toml"
@@ -206,7 +210,12 @@ def _with_compile(suite: Suite, cells: list[Cell]) -> list[Cell]:
 
 
 
-def _expand(options: dict[str, Any]) -> list[dict[str, Any]]:
+def _expand(options: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """One dict per combination of the options' values (a list gives several). An empty list
+    would drop the method silently, a repeated value run the same cells twice: both refused."""
+    for key, value in options.items():
+        if isinstance(value, list):
+            distinct_values(value, f"{where}: {key}")
     keys = list(options)
     values = [v if isinstance(v, list) else [v] for v in options.values()]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
@@ -226,8 +235,10 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
     if "budgets" not in data:
         raise ConfigError(f"{source}: needs budgets = [N, ...] (steps of the full grid)")
     task_list, task_settings = _parse_tasks(data["tasks"], source)
+    name = data.get("name", Path(source).stem)
     suite = Suite(
-        name=str(data.get("name", Path(source).stem)),
+        name=plain_name(str(name), f"{source}: the suite's name", why=" (runs are stored in "
+                        "a folder named after it)"),
         tasks=task_list,
         methods=_parse_methods(data["methods"], source),
         budgets=positive_int_list(data["budgets"], f"{source}: budgets"),
@@ -241,7 +252,7 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         warmup=positive_int(data.get("warmup", 1), f"{source}: warmup"),
         threads=(None if data.get("threads") is None else
                  positive_int(data["threads"], f"{source}: threads")),
-        training=dict(data.get("training", {})),
+        training=_table(data.get("training", {})),  # validate() says what it must hold
         task_settings=task_settings,
         time_budgets=time_budget_list(data.get("time_budgets", []), f"{source}: time_budgets"),
         compile=_compile_list(data.get("compile", False), f"{source}: compile"),
@@ -254,6 +265,7 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
     )
     suite.rules()  # the tasks' margins, checked with [evidence]
     validate(suite, source)
+    check_cells(expand_cells(suite), source)
     return suite
 
 
@@ -296,6 +308,9 @@ def _parse_methods(entries: list[Any], source: str) -> list[MethodSpec]:
     for entry in entries:
         name, options = _entry_name(entry, "methods", source)
         only = options.pop("tasks", None)
+        if only is not None:
+            only = only if isinstance(only, list) else [only]
+            distinct_values(only, f"{source}: method {name!r}: tasks")
         budgets = options.pop("budgets", None)
         if budgets is not None:
             budgets = positive_int_list(budgets, f"{source}: budgets of method {name!r}")
@@ -304,8 +319,13 @@ def _parse_methods(entries: list[Any], source: str) -> list[MethodSpec]:
             time_budgets = time_budget_list(time_budgets,
                                             f"{source}: time_budgets of method {name!r}")
         method_list += [MethodSpec(name, combo, only, budgets, time_budgets)
-                        for combo in _expand(options)]
+                        for combo in _expand(options, f"{source}: method {name!r}")]
     return method_list
+
+
+def _table(value: Any) -> Any:
+    """A copy of a TOML table; anything else as it is, for validation to refuse."""
+    return dict(value) if isinstance(value, dict) else value
 
 
 def _flag(value: Any, what: str) -> bool:
@@ -317,6 +337,12 @@ def _flag(value: Any, what: str) -> bool:
 def read_suite_file(path: str | Path) -> dict[str, Any]:
     """The TOML table of a suite file (name defaults to the file's stem); not yet validated."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.toml"))
+        raise ConfigError(f"suite {path} is a folder; a suite is a TOML file"
+                          + (f" (that folder holds {', '.join(found[:5])}"
+                             f"{', ...' if len(found) > 5 else ''})" if found else
+                             ", e.g. harness/suites/smoke.toml"))
     if not path.is_file():
         raise ConfigError(f"suite file {path} does not exist; give a TOML file (see README)")
     try:

@@ -4,14 +4,17 @@ settings, seeds, the device, every plugin name and option, each task's metrics a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from harness.checks import check_device, positive_int
+from harness.checks import check_device, positive_int, sample_count
 from harness.errors import ConfigError
+from harness.hashing import stable_hash
 from harness.nn.training import TrainConfig
 from harness.plugins import instantiate
+from harness.records.cell import Cell, TimeCell
 from harness.registry import methods, metrics, tasks
 
 if TYPE_CHECKING:
@@ -21,7 +24,8 @@ if TYPE_CHECKING:
 def _check_training(training: Any, where: str) -> None:
     allowed = [f.name for f in fields(TrainConfig)]
     if not isinstance(training, dict):
-        raise ConfigError(f"{where} must be a table with keys {', '.join(allowed)}")
+        raise ConfigError(f"{where} = {training!r} must be a table with keys "
+                          f"{', '.join(allowed)}, e.g. [training] steps = 500")
     bad = sorted(set(training) - set(allowed))
     if bad:
         raise ConfigError(
@@ -57,9 +61,14 @@ def _check_metrics(suite: Suite, name: str, task: Any, source: str) -> None:
     for metric in sorted(set(options) - set(names)):
         raise ConfigError(f"{where}: metric_options names {metric!r}, which the task is not "
                           f"judged by ({', '.join(names)})")
+    counts = {key: settings.get(key, getattr(suite, key)) for key in ("n_samples", "n_eval")}
     for metric in names:
-        instantiate(metrics, metric, {**task.metric_options.get(metric, {}),
-                                      **options.get(metric, {})})
+        need = _build(metrics, metric, {**task.metric_options.get(metric, {}),
+                                        **options.get(metric, {})}, source).min_points()
+        for key, n in counts.items():
+            if n < need:
+                raise ConfigError(f"{where}: {key} = {n} is too few for metric {metric!r}, "
+                                  f"which needs at least {need}; raise {key}")
     if settings.get("reference", "test") not in ("test", "train"):
         raise ConfigError(f"{where}: reference = {settings['reference']!r}; allowed: \"test\" "
                           "(the held-out split, default) or \"train\" (e.g. FID against the "
@@ -68,6 +77,14 @@ def _check_metrics(suite: Suite, name: str, task: Any, source: str) -> None:
     if primary is not None and primary not in names:
         raise ConfigError(f"{where}: primary_metric {primary!r} is not one of its metrics "
                           f"({', '.join(names)})")
+
+
+def _build(registry: Any, name: str, options: dict[str, Any], source: str) -> Any:
+    """``instantiate``, its errors naming the suite as every other check does."""
+    try:
+        return instantiate(registry, name, options)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
 
 
 def validate(suite: Suite, source: str = "suite") -> None:
@@ -82,11 +99,17 @@ def validate(suite: Suite, source: str = "suite") -> None:
                               "evaluation seeds; settings must be chosen on other seeds than "
                               "those that report them")
     check_device(suite.device)
+    scopes = {"": vars(suite), **{f"task {name!r}: ": settings
+                                  for name, settings in suite.task_settings.items()}}
+    for where, settings in scopes.items():
+        for key in ("n_samples", "time_batch"):
+            if settings.get(key) is not None:
+                sample_count(settings[key], f"{source}: {where}{key}")
     _check_training(suite.training, f"{source}: [training]")
     for name, settings in suite.task_settings.items():
         _check_training(settings.get("training", {}), f"{source}: task {name!r} training")
 
-    task_objs = {name: instantiate(tasks, name, opts) for name, opts in suite.tasks}
+    task_objs = {name: _build(tasks, name, opts, source) for name, opts in suite.tasks}
     for name, task in task_objs.items():
         _check_metrics(suite, name, task, source)
         try:
@@ -94,7 +117,7 @@ def validate(suite: Suite, source: str = "suite") -> None:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{source}: task {name!r}: {exc}") from exc
     for spec in suite.methods:
-        method = instantiate(methods, spec.name, spec.options)
+        method = _build(methods, spec.name, spec.options, source)
         for name in spec.tasks or []:
             if name not in task_objs:
                 raise ConfigError(
@@ -108,3 +131,30 @@ def validate(suite: Suite, source: str = "suite") -> None:
                 raise ConfigError(
                     f"{source}: method {spec.name!r} on task {name!r}: {exc}"
                 ) from exc
+
+
+def check_cells(cells: list[Cell], source: str = "suite") -> None:
+    """Refuse a suite that expands to no cells (a run "complete" with nothing in it), or
+    that runs the same work twice: two [[methods]] entries giving the same variant (the same
+    options once defaults are filled in) on one task, seed and budget."""
+    if not cells:
+        raise ConfigError(f"{source}: the suite gives no cells to run (check each method's "
+                          "tasks and budgets)")
+    seen: set[str] = set()
+    full: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        raw = stable_hash([cell.method, cell.method_options])
+        if raw not in full:
+            method = instantiate(methods, cell.method, cell.method_options)
+            full[raw] = (method.options() if dataclasses.is_dataclass(method)
+                         else cell.method_options)
+        key = stable_hash({**cell.to_dict(), "method_options": full[raw]})
+        if key in seen:
+            at = (f" at time budget {cell.time_budget:g} s" if isinstance(cell, TimeCell)
+                  else f" at N = {cell.n_steps}" if cell.n_steps else "")
+            options = ", ".join(f"{k}={v!r}" for k, v in full[raw].items())
+            raise ConfigError(
+                f"{source}: method {cell.method!r} ({options or 'no options'}) is given twice "
+                f"by [[methods]] entries, on task {cell.task!r}{at}: the same cells would run "
+                "twice; remove one entry, or give them different options or budgets")
+        seen.add(key)

@@ -243,8 +243,10 @@ def complete_all(
     counts: Counts,
 ) -> list[str | None]:
     """Normalised answers in the prompts' order; None where an item failed and
-    ``keep_on_failure`` is set. Otherwise the first failed item (lowest index) raises
-    LLMRefinerError once the requests in flight have finished; unsent ones are not sent."""
+    ``keep_on_failure`` is set. Otherwise the first item to fail stops the batch: items in
+    flight finish their current request, unsent ones are not sent, and LLMRefinerError names
+    the lowest index among the items that failed (when several fail at once, which of them
+    gave up first is a matter of thread timing)."""
     batch = _Batch(client, prompts, retries, backoff_s, keep_on_failure, counts)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-http") as pool:
         for future in [pool.submit(batch.one, i) for i in range(len(prompts))]:

@@ -326,6 +326,9 @@ class SelfBLEU(Metric):
         if self.max_samples < 2:
             raise ValueError(f"max_samples must be at least 2, got {self.max_samples}")
 
+    def min_points(self) -> int:
+        return 2  # each sample is scored against the others
+
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
                 stats: dict[str, torch.Tensor] | None = None) -> float:
         result = evaluate_module("self_bleu").compute(
