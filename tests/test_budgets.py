@@ -21,9 +21,10 @@ from harness.records.cell import Cell, TimeCell
 from harness.report.document import write_report
 from harness.run import budgets, runner
 from harness.run.budgets import Costs, probe_costs, select_steps
+from harness.run.expand import expand_cells
 from harness.run.jobs import Worker
 from harness.run.measure import time_plan
-from harness.run.suite import expand_cells, parse_suite
+from harness.run.suite import parse_suite
 from tests.conftest import TINY_SUITE
 from tests.synthetic import fields_of
 from wsfm.schedule import num_steps

@@ -21,7 +21,8 @@ from harness.cli import main
 from harness.errors import ConfigError
 from harness.records.schema import SCHEMA_VERSION
 from harness.records.store import load_run, read_manifest, write_records_csv
-from harness.run.suite import expand_cells, parse_suite
+from harness.run.expand import expand_cells
+from harness.run.suite import parse_suite
 from tests.synthetic import write_run
 
 ROOT = Path(__file__).resolve().parents[1]

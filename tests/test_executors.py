@@ -28,8 +28,9 @@ from harness.run.executors import (
     resolve_executor,
     schedule,
 )
+from harness.run.expand import expand_cells
 from harness.run.plan import plan
-from harness.run.suite import expand_cells, parse_suite
+from harness.run.suite import parse_suite
 from tests.synthetic import placeholder
 
 SUITE = """

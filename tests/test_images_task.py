@@ -41,7 +41,7 @@ def test_digits_split_is_seeded_shaped_and_quantised() -> None:
 
     assert rows(both) == rows(torch.cat([other.train, other.test]))
     assert task.modality == "images" and task.primary_metric == "fid" == task.metrics[0]
-    assert {"good", "poor"} <= set(task.drafts) and task.refiner[0] == "nearest-neighbour"
+    assert {"good", "poor"} <= set(task.drafts) and task.refiner[0] == "assignment"
     with pytest.raises(ValueError, match="n_test"):
         tasks.get("digits")(n_test=0)
 

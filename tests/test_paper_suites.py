@@ -18,8 +18,9 @@ import torch
 
 from harness.errors import ConfigError
 from harness.records.store import read_cells
+from harness.run.expand import expand_cells
 from harness.run.runner import run_suite
-from harness.run.suite import SUITES_DIR, expand_cells, parse_suite, read_suite_file
+from harness.run.suite import SUITES_DIR, parse_suite, read_suite_file
 from tests.llm_server import FakeLLMServer
 from tests.synthetic import fields_of
 

@@ -19,8 +19,9 @@ from harness.cache import Cache
 from harness.records import store as records
 from harness.records.store import load_run, load_samples
 from harness.run import runner
+from harness.run.expand import expand_cells
 from harness.run.jobs import Worker
-from harness.run.suite import expand_cells, parse_suite
+from harness.run.suite import parse_suite
 from wsfm.schedule import num_steps
 
 METHODS = """

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.run.expand import expand_cells
 from harness.run.suite import (
     DEFAULT_SUITE,
     SUITES_DIR,
-    expand_cells,
     parse_suite,
     read_suite_file,
 )

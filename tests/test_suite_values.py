@@ -16,7 +16,8 @@ from harness.cli import main
 from harness.errors import ConfigError
 from harness.plugins import Method, check_option_type, instantiate
 from harness.registry import Registry
-from harness.run.suite import expand_cells, parse_suite
+from harness.run.expand import expand_cells
+from harness.run.suite import parse_suite
 from tests.conftest import TINY_SUITE
 
 WS_FM = '[[methods]]\nname = "ws-fm"\n'

@@ -18,8 +18,9 @@ from harness.records import store as records
 from harness.records.cell import Cell
 from harness.records.store import load_run, load_samples
 from harness.run import machine, runner, timing
+from harness.run.expand import expand_cells
 from harness.run.nfe import CountingNetwork
-from harness.run.suite import expand_cells, parse_suite
+from harness.run.suite import parse_suite
 from harness.run.timing import (
     Clock,
     FirstCall,

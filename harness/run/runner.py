@@ -26,11 +26,12 @@ from harness.registry import REGISTRIES, tasks
 from harness.run.accounting import TimeBook
 from harness.run.advice import advise_run
 from harness.run.executors import ExecutorSpec, run_cells
+from harness.run.expand import expand_cells
 from harness.run.machine import describe_machine, git_commit, package_versions
 from harness.run.sequential import pending_cells
 from harness.run.sequential import until_decided as until_decided_run
 from harness.run.stopping import mark_stopped, signals_raise
-from harness.run.suite import Suite, expand_cells
+from harness.run.suite import Suite
 from harness.run.timing import check_compile
 
 
