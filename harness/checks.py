@@ -9,8 +9,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from harness.errors import ConfigError, given
 
 
@@ -51,6 +49,16 @@ def seconds(value: Any, what: str) -> float:
     if not (ok and math.isfinite(value) and value > 0):
         raise ConfigError(f"{what}: {given(value)} is not a time budget; it must be a finite "
                           "number of seconds > 0, e.g. time_budgets = [0.02, 0.05, 0.2]")
+    return float(value)
+
+
+def non_negative(value: Any, what: str, kind: str) -> float:
+    """A finite number >= 0 (not a bool), else ConfigError naming ``what`` and that ``kind``
+    (a margin, a tolerance) is never negative."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{what} must be a finite number, got {value!r}")
+    if value < 0:
+        raise ConfigError(f"{what} = {value} is negative; {kind} must be >= 0")
     return float(value)
 
 
@@ -102,6 +110,8 @@ def seed_list(value: Any, what: str, empty: bool = False) -> list[int]:
 
 def check_device(device: str) -> str:
     """A device that exists here; 'cuda' without a GPU is an error, not a silent CPU run."""
+    import torch  # here, not at the top: the report and the suite checks never load torch
+
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness.checks import non_negative
 from harness.errors import ConfigError
 
 KEYS = ("abs", "rel", "retain", "reason")
@@ -73,14 +74,6 @@ DEFAULT = Margin(rel=0.05, reason="the default: 5% of the reference's best mean 
                                   "stated for this metric)")
 
 
-def _number(value: Any, key: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
-    if value < 0:
-        raise ConfigError(f"{where}: {key} = {value} is negative; a margin is >= 0")
-    return float(value)
-
-
 def margin_from_table(table: Any, where: str) -> Margin:
     """A Margin from its TOML table; errors name ``where`` and what is allowed."""
     if not isinstance(table, Mapping):
@@ -97,7 +90,7 @@ def margin_from_table(table: Any, where: str) -> Margin:
         if set(table) & {"abs", "rel"}:
             raise ConfigError(f"{where}: retain is a margin of its own; give it without abs "
                               "or rel")
-        retain = _number(table["retain"], "retain", where)
+        retain = non_negative(table["retain"], f"{where}: retain", "a margin")
         if not 0 < retain < 1:
             raise ConfigError(f"{where}: retain = {retain:g} must lie in (0, 1): the share of "
                               "full FM's improvement over the draft alone that must be kept")
@@ -105,5 +98,6 @@ def margin_from_table(table: Any, where: str) -> Margin:
     if not set(table) & {"abs", "rel"}:
         raise ConfigError(f"{where}: give abs (metric units), rel (a share of the reference) "
                           "or retain (a share of full FM's improvement over the draft)")
-    return Margin(abs=_number(table.get("abs", 0.0), "abs", where),
-                  rel=_number(table.get("rel", 0.0), "rel", where), reason=reason)
+    return Margin(abs=non_negative(table.get("abs", 0.0), f"{where}: abs", "a margin"),
+                  rel=non_negative(table.get("rel", 0.0), f"{where}: rel", "a margin"),
+                  reason=reason)

@@ -4,12 +4,12 @@ in harness/suites/tolerances.toml, overridden by a file or the command line."""
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.checks import non_negative
 from harness.errors import ConfigError
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "suites" / "tolerances.toml"
@@ -26,12 +26,8 @@ class Tol:
         return max(self.rel * abs(base), self.abs)
 
 
-def _number(value: Any, key: str, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
-    if value < 0:
-        raise ConfigError(f"{source}: {key} = {value} is negative; tolerances must be >= 0")
-    return float(value)
+def _tolerance(value: Any, key: str, source: str) -> float:
+    return non_negative(value, f"{source}: {key}", "tolerances")
 
 
 def tol_from_table(table: Any, where: str, source: str, inherit: Tol) -> Tol:
@@ -40,7 +36,7 @@ def tol_from_table(table: Any, where: str, source: str, inherit: Tol) -> Tol:
         raise ConfigError(f"{source}: [{where}] must be a table with rel and/or abs")
     for key in sorted(set(table) - {"rel", "abs"}):
         raise ConfigError(f"{source}: unknown key {where}.{key!r}; allowed: 'rel', 'abs'")
-    return Tol(*(_number(table.get(k, getattr(inherit, k)), f"{where}.{k}", source)
+    return Tol(*(_tolerance(table.get(k, getattr(inherit, k)), f"{where}.{k}", source)
                  for k in ("rel", "abs")))
 
 
@@ -69,7 +65,7 @@ class Tolerances:
             raise ConfigError(f"{source}: unknown key timing.{key!r}; allowed: wall_speedup_rel")
         return cls(default, {m: tol_from_table(t, f"metrics.{m}", source, default)
                              for m, t in metrics.items()},
-                   _number(timing.get("wall_speedup_rel", 0.25), "timing.wall_speedup_rel",
+                   _tolerance(timing.get("wall_speedup_rel", 0.25), "timing.wall_speedup_rel",
                            source), source)
 
     @classmethod
@@ -91,7 +87,7 @@ class Tolerances:
     def with_overrides(self, rel: float | None = None, abs_: float | None = None,
                        metric_tols: list[str] | tuple[str, ...] = ()) -> Tolerances:
         """--rel/--abs set that key for every metric; then each 'metric:rel=x,abs=y' one."""
-        set_all = {k: _number(v, f"--{k}", "command line")
+        set_all = {k: _tolerance(v, f"--{k}", "command line")
                    for k, v in (("rel", rel), ("abs", abs_)) if v is not None}
         default = replace(self.default_tol, **set_all)
         metrics = {m: replace(t, **set_all) for m, t in self.metrics.items()}

@@ -11,7 +11,6 @@ Everything is computed from the run folder (harness.records.store), nothing is a
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.stats import (
-    cell_frame,
     coerce_numeric,
     primary_metric,
 )
@@ -31,11 +29,8 @@ from harness.records.status import RunStatus
 from harness.records.store import (
     corrupt_samples,
     load_reference,
-    load_run,
     load_samples,
     read_cells,
-    read_manifest,
-    refresh_records_csv,
 )
 from harness.report import figures
 from harness.report.budget import equal_wall_clock_section
@@ -43,6 +38,7 @@ from harness.report.cost import cost_model_section
 from harness.report.evidence import evidence_sections
 from harness.report.format import display, fmt, fmt_int, md_table, missing, nfe_notes, slug
 from harness.report.headline import headline_section
+from harness.report.loading import load_for_report
 from harness.report.tables import (
     all_methods_section,
     bound_check_section,
@@ -191,14 +187,8 @@ def write_report(run_dir: str | Path) -> Path:
     (harness.records.atomic.staged_dir): a report interrupted or failing part-way leaves the
     previous one as it was. records.csv is rebuilt from the cells first if it differs."""
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    df, cells = load_run(run_dir), cell_frame(run_dir)
-    status = RunStatus.of(run_dir, manifest)
-    if cells.empty:
-        raise status.nothing_recorded("report")
-    note = refresh_records_csv(run_dir)
-    if note:
-        print(note, file=sys.stderr)
+    run = load_for_report(run_dir, "report")
+    manifest, df, cells, status = run.manifest, run.df, run.cells, run.status
     title = f"WS-FM benchmark report: {manifest.get('run_id', run_dir.name)}"
     try:
         with atomic.staged_dir(run_dir / "report") as out:

@@ -19,10 +19,9 @@ import pandas as pd
 from harness.analysis.evidence import control_misreads, headline
 from harness.analysis.noninferiority import Rules
 from harness.analysis.stats import coerce_numeric
-from harness.records.status import RunStatus
-from harness.records.store import load_run, read_manifest, refresh_records_csv
 from harness.report import figures
 from harness.report.format import fmt, md_table, slug
+from harness.report.loading import load_for_report
 from harness.roles import Role
 
 # The fields of `wsfm-bench summary --json`, in order (docs/test: each row has at least these).
@@ -214,14 +213,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the headline of a run (Markdown, or JSON with --json). An unfinished run says so:
     first (and on stderr), and in each JSON row's ``run``."""
-    manifest = read_manifest(args.run_dir)
-    status, df = RunStatus.of(args.run_dir, manifest), load_run(args.run_dir)
-    if df.empty:
-        raise status.nothing_recorded("summarise")
-    for line in (refresh_records_csv(args.run_dir), status.line() and
-                 f"wsfm-bench: warning: {status.line()}"):
-        if line:
-            print(line, file=sys.stderr)
+    run = load_for_report(args.run_dir, "summarise")
+    manifest, df, status = run.manifest, run.df, run.status
+    if status.line():
+        print(f"wsfm-bench: warning: {status.line()}", file=sys.stderr)
     rows, notes = headline(df, manifest)
     warm = bool((df["role"] == Role.WARM_START).any())
     if not warm:  # on stderr: --json stays a JSON list

@@ -35,7 +35,6 @@ from matplotlib.lines import Line2D  # noqa: E402
 from harness.analysis.evidence import headline  # noqa: E402
 from harness.analysis.speedup import ceil_speedup  # noqa: E402
 from harness.analysis.stats import (  # noqa: E402
-    cell_frame,
     higher_is_better,
     mean_ci,
     primary_metric,
@@ -46,14 +45,13 @@ from harness.records import atomic  # noqa: E402
 from harness.records.status import RunStatus  # noqa: E402
 from harness.records.store import (  # noqa: E402
     advised_t0,
-    load_run,
     read_advice,
     read_manifest,
-    refresh_records_csv,
 )
 from harness.report.colours import ROLE_BASE, log_if_wide, palette  # noqa: E402
 from harness.report.format import display, missing, ordered, slug  # noqa: E402
 from harness.report.latex import bound_check_tex, headline_tex, main_table  # noqa: E402
+from harness.report.loading import load_for_report  # noqa: E402
 from harness.report.paper_style import (  # noqa: E402
     CSV_COLUMNS,
     DPI,
@@ -248,16 +246,10 @@ def write_figures(run_dir: str | Path, out_dir: str | Path | None = None,
     output of this command. Raises harness.errors.RunDirError when ``run_dir`` is not a run
     folder or has no finished cell."""
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
     target = Path(out_dir) if out_dir is not None else run_dir / "figures"
     _check_out(target)
-    df, cells = load_run(run_dir), cell_frame(run_dir)
-    status = RunStatus.of(run_dir, manifest)
-    if cells.empty:
-        raise status.nothing_recorded("draw figures or tables of")
-    note = refresh_records_csv(run_dir)
-    if note:
-        print(note, file=sys.stderr)
+    run = load_for_report(run_dir, "draw figures or tables of")
+    manifest, df, cells, status = run.manifest, run.df, run.cells, run.status
     with atomic.staged_dir(target) as out:
         written = _task_figures(run_dir, manifest, df, cells, out, formats)
         rows, _ = headline(df, manifest) if not df.empty else ([], {})
