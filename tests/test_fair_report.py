@@ -20,7 +20,7 @@ def _row(task: str, draft: str, verdict: str, **extra) -> dict:
 
 
 def test_the_paper_s_poor_draft_figure_stands_beside_the_measured_one() -> None:
-    table = paper_table([_row("two-moons", "poor", "non-inferior"),
+    table = paper_table([_row("two-moons", "poor", "non-inferior", speedup_backed=True),
                          _row("two-moons", "good", "inferior"), _row("digits", "poor", "x")])
     lines = [line for line in table.splitlines() if line.startswith("| two-moons")]
     assert any("poor" in line and "1.43x NFE, 1.3x wall-clock" in line
@@ -29,6 +29,10 @@ def test_the_paper_s_poor_draft_figure_stands_beside_the_measured_one() -> None:
                for line in lines)
     assert "digits" not in table  # no paper figure for it
     assert paper_table([_row("digits", "poor", "x")]) == ""
+    # Non-inferior, but its cells failed the bound check: the headline claims no speed-up,
+    # and neither does the comparison with the paper.
+    unbacked = paper_table([_row("two-moons", "poor", "non-inferior", speedup_backed=False)])
+    assert "1.43x" not in unbacked and "its speed-up is not claimed" in unbacked
 
 
 def _frame() -> pd.DataFrame:

@@ -63,3 +63,64 @@ def test_without_patience_training_is_one_cosine_cycle_of_steps() -> None:
                       held_out=lambda: 1.0, curve=curve)
     assert len(losses) == 50 and [s for s, _ in curve] == [10, 20, 30, 40, 50]
     assert losses[-1] < losses[0]
+
+
+CONVERGED_SUITE = """
+name = "converged"
+seeds = [0]
+budgets = [4]
+n_samples = 200
+n_eval = 200
+repeats = 1
+[training]
+steps = 20
+batch_size = 128
+patience = 1
+max_steps = 140
+[[tasks]]
+name = "two-moons"
+n_train = 600
+n_test = 300
+[[methods]]
+name = "full-fm"
+[[methods]]
+name = "ws-fm"
+draft = "good"
+t0 = 0.5
+init = ["scratch", "finetune"]
+[[methods]]
+name = "warm-start"
+draft = "good"
+t0 = 0.5
+"""
+
+
+def test_every_flow_model_trains_until_its_own_held_out_loss_stops(tmp_path) -> None:
+    """Neither side of a comparison is under-trained: with patience, a warm start's own model
+    trains in doubling cycles on held-out pairs like full FM's; each record carries the
+    curve of the network it samples with, and the report lists each model's curve once."""
+    import tomllib
+
+    from harness.cache import Cache
+    from harness.records.store import read_cells
+    from harness.report.training import convergence_table
+    from harness.run.runner import run_suite
+    from harness.run.suite import parse_suite
+
+    run = run_suite(parse_suite(tomllib.loads(CONVERGED_SUITE)), tmp_path / "out",
+                    run_id="conv", cache=Cache(tmp_path / "cache"), progress=False)
+    records = list(read_cells(run))
+    conv = {(r.identity.method, r.identity.variant): r.cost.convergence for r in records}
+    full = conv[("full-fm", "solver=euler")]
+    assert full["criterion"] == "held-out loss at each cycle's end"
+    scratch = conv[("ws-fm", "good t0=0.5 draft scratch euler")]
+    finetune = conv[("ws-fm", "good t0=0.5 draft finetune euler")]
+    for own in (scratch, finetune):
+        assert own["criterion"] == full["criterion"]
+        assert own["steps_run"] >= 20 and own["steps_run"] <= 140
+        assert [s for s, _ in own["heldout_loss"]][:2] == [20, 60]  # cycles of 20, then 40
+        assert own["heldout_loss"] != full["heldout_loss"]  # its own pairs, not full FM's data
+    assert conv[("warm-start", "good t0=0.5 euler")] == full  # training-free: full FM's network
+    table = convergence_table(records)
+    assert table.count("| two-moons |") == 3  # full FM and the two warm starts' own models
+    assert "Full FM" in table and "good t0=0.5 draft finetune euler" in table

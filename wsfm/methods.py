@@ -44,42 +44,62 @@ def task_source(task: Task, kind: str, t0: float) -> Source:
 HELD_OUT_BATCHES = 8  # batches of the held-out loss at each check (the same ones each time)
 
 
-def validation_split(train: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(what a full model trains on, what its held-out loss is checked on): a seeded tenth of
-    the training split (at least 64 items) set aside, so the criterion that stops training
-    sees neither the training data nor the evaluation set."""
-    order = torch.randperm(len(train), generator=seeded_generator(seed, "validation"))
-    n_val = min(len(train) // 2, max(64, len(train) // 10))
-    order = order.to(train.device)
-    return train[order[n_val:]], train[order[:n_val]]
+def validation_split(n: int, seed: int,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices a model trains on, indices its held-out loss is checked on): a seeded tenth of
+    ``n`` training items (at least 64) set aside, so the criterion that stops training sees
+    neither the training data nor the evaluation set."""
+    order = torch.randperm(n, generator=seeded_generator(seed, "validation")).to(device)
+    n_val = min(n // 2, max(64, n // 10))
+    return order[n_val:], order[:n_val]
+
+
+def train_flow(ctx: CellContext, net: nn.Module, path: Any, source: Source,
+               targets: torch.Tensor, drafts: torch.Tensor | None, name: str, desc: str,
+               check_on: torch.Tensor | None = None) -> dict[str, object]:
+    """Train ``net`` on the path from ``source`` to ``targets`` (paired with ``drafts``).
+
+    With the suite's training patience (> 0), every flow model, full FM's and each warm
+    start's alike, trains until its flow-matching loss on a held-out tenth of its own
+    training items stops improving, so neither side of a comparison is judged under-trained;
+    returns the convergence record. Without it, ``steps`` steps; a record only where
+    ``check_on`` (data apart from training; full FM: the test split) is given to check
+    the loss on as training goes."""
+    config = ctx.train_config
+    curve: list[list[float]] = []
+    stopped: list[str] = []
+    held = None
+    if config.patience > 0:
+        fit, val = validation_split(len(targets), ctx.seed, targets.device)
+        held = flow_matching_loss(net, path, source, targets[val],
+                                  None if drafts is None else drafts[val],
+                                  min(config.batch_size, len(val)))
+        targets, drafts = targets[fit], None if drafts is None else drafts[fit]
+    elif check_on is not None and not source.needs_draft:
+        held = flow_matching_loss(net, path, source, check_on, None,
+                                  min(config.batch_size, len(check_on)))
+
+    def held_out() -> float:  # the same batches at every check
+        g = ctx.generator(f"heldout:{name}")
+        return sum(float(held(g)) for _ in range(HELD_OUT_BATCHES)) / HELD_OUT_BATCHES
+
+    loss = flow_matching_loss(net, path, source, targets, drafts, config.batch_size)
+    losses = optimise(net, loss, config, ctx.generator(f"train:{name}"), desc=desc,
+                      progress=ctx.progress, held_out=None if held is None else held_out,
+                      curve=curve, stopped=stopped)
+    if held is None:
+        return {}
+    return {"convergence": convergence(curve, config, len(losses),
+                                       stopped[0] if stopped else None)}
 
 
 def full_model(ctx: CellContext) -> nn.Module:
     """The full FM network for the context's task and seed (trained once, cached)."""
-    path = make_path(ctx.task.discrete, 0.0)
-
     def train(net: nn.Module) -> dict[str, object]:
-        source, config = task_source(ctx.task, "noise", 0.0), ctx.train_config
-        train, held_data = ctx.data.train, ctx.data.test
-        if config.patience > 0:  # trained until a held-out loss stops: held out of training
-            train, held_data = validation_split(train, ctx.seed)
-        loss = flow_matching_loss(net, path, source, train, None, config.batch_size)
-        # The same loss on held-out data, the same batches at every check.
-        held = flow_matching_loss(net, path, source, held_data, None,
-                                  min(config.batch_size, len(held_data)))
-
-        def held_out() -> float:
-            g = ctx.generator("heldout:full-fm")
-            return sum(float(held(g)) for _ in range(HELD_OUT_BATCHES)) / HELD_OUT_BATCHES
-
-        curve: list[list[float]] = []
-        stopped: list[str] = []
-        losses = optimise(net, loss, ctx.train_config, ctx.generator("train:full-fm"),
-                          desc=f"full-fm {ctx.task_name} seed {ctx.seed}",
-                          progress=ctx.progress, held_out=held_out, curve=curve,
-                          stopped=stopped)
-        return {"convergence": convergence(curve, ctx.train_config, len(losses),
-                                           stopped[0] if stopped else None)}
+        return train_flow(ctx, net, make_path(ctx.task.discrete, 0.0),
+                          task_source(ctx.task, "noise", 0.0), ctx.data.train, None,
+                          "full-fm", f"full-fm {ctx.task_name} seed {ctx.seed}",
+                          check_on=ctx.data.test)
 
     return ctx.network("flow", {"t_start": 0.0, "source": "noise"}, train)
 
@@ -233,18 +253,14 @@ class WarmStartFM(_WarmStart):
             "pairs": stable_hash(ctx.pairs_key(self.draft)),
         }
 
-        def train(net: nn.Module) -> None:
+        def train(net: nn.Module) -> dict[str, object]:
             if self.init == "finetune":
                 net.load_state_dict(full_model(ctx).state_dict())
-            loss = flow_matching_loss(
-                net, make_path(ctx.task.discrete, self.t0), source, x_r, x_d,
-                ctx.train_config.batch_size,
-            )
             # The stream depends on what the model is (the key), not on how it is sampled.
-            g = ctx.generator(f"train:ws-fm:{stable_hash(key)}")
-            optimise(net, loss, ctx.train_config, g,
-                     desc=f"ws-fm {self.draft} t0={self.t0:g} {self.start} {self.init} "
-                          f"seed {ctx.seed}", progress=ctx.progress)
+            return train_flow(ctx, net, make_path(ctx.task.discrete, self.t0), source, x_r, x_d,
+                              f"ws-fm:{stable_hash(key)}",
+                              f"ws-fm {self.draft} t0={self.t0:g} {self.start} {self.init} "
+                              f"seed {ctx.seed}")
 
         net = ctx.network("flow", key, train)
         plan = flow_plan(ctx, net, source, draft, self.t0, n_steps, self.solver)

@@ -20,9 +20,11 @@ from harness.records.record import CellRecord
 FOREIGN = "delete it, or move it back to the run it came from"
 
 
-def check_cell(path: Path, record: CellRecord, suite: Mapping[str, Any] | None) -> None:
+def check_cell(path: Path, record: CellRecord, suite: Mapping[str, Any] | None,
+               added_seeds: Mapping[str, Any] | None = None) -> None:
     """Refuse (RunDirError) a cell file that is not its own cell's record, or whose cell the
-    run's ``suite`` does not have (None: no manifest to check against)."""
+    run's ``suite`` does not have (None: no manifest to check against); ``added_seeds``: the
+    manifest's evidence seeds per task, where --until-decided added evaluation seeds."""
     if record.cell_id != path.stem:
         raise RunDirError(f"cell file {path} holds the record of cell {record.cell_id}, not "
                           f"{path.stem}: it was renamed or copied from another run; {FOREIGN}")
@@ -34,15 +36,17 @@ def check_cell(path: Path, record: CellRecord, suite: Mapping[str, Any] | None) 
         raise RunDirError(f"cell file {path}: its cell_id {record.cell_id} is not the id of the "
                           f"cell it ran ({own}): the record was edited or belongs elsewhere; "
                           f"{FOREIGN}, or delete it and resume the run to redo that cell")
-    why = None if suite is None else outside_suite(record.cell, suite)
+    why = None if suite is None else outside_suite(record.cell, suite, added_seeds)
     if why:
         raise RunDirError(f"cell file {path} is not a cell of this run's suite ({why}): it was "
                           f"copied from another run; {FOREIGN}")
 
 
-def outside_suite(cell: Mapping[str, Any], suite: Mapping[str, Any]) -> str | None:
+def outside_suite(cell: Mapping[str, Any], suite: Mapping[str, Any],
+                  added_seeds: Mapping[str, Any] | None = None) -> str | None:
     """Why ``cell`` is not one of ``suite``'s cells (its task and options, method and options,
-    seed, N), or None when it is."""
+    seed, N), or None when it is. ``added_seeds`` ({task: {"evaluation": [...]}}, the
+    manifest's evidence) holds the seeds a group-sequential run added to the suite's."""
     task, options = cell.get("task"), cell.get("task_options")
     tasks = [tuple(t) for t in suite.get("tasks", [])]
     if (task, options) not in tasks:
@@ -59,7 +63,8 @@ def outside_suite(cell: Mapping[str, Any], suite: Mapping[str, Any]) -> str | No
                 f"its methods on task {task!r}")
     settings = (suite.get("task_settings") or {}).get(task, {})
     seeds = [*settings.get("seeds", suite.get("seeds", [])),
-             *settings.get("selection_seeds", suite.get("selection_seeds", []))]
+             *settings.get("selection_seeds", suite.get("selection_seeds", [])),
+             *((added_seeds or {}).get(task) or {}).get("evaluation", [])]
     if cell.get("seed") not in seeds:
         return f"seed {cell.get('seed')} is not one of its seeds for {task!r}, {sorted(seeds)}"
     # The budgets a method runs: its own, else the task's, else the suite's (as expanded).

@@ -153,8 +153,8 @@ class Cost:
                                 default=None)
     train_parts: dict[str, float | None] = doc("Seconds per artefact, by 'kind/hash'.",
                                                default_factory=dict)
-    convergence: dict[str, Any] | None = doc("The full model's held-out training curve.",
-                                             default=None)
+    convergence: dict[str, Any] | None = doc(
+        "The held-out training curve of the network it samples with.", default=None)
     refiner_stats: dict[str, Any] | None = doc("The refiner's counts from building the pairs.",
                                                default=None)
     prepare_s: float | None = doc("Wall seconds this cell spent preparing its method: training "

@@ -124,7 +124,9 @@ def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[C
     of an older schema version are migrated (harness.records.migrate). A cell file that is not
     its own cell's record, or not a cell of the run's suite, is refused
     (harness.records.membership): cells are the source of truth of everything built on them."""
-    suite = read_manifest(run_dir)["suite"] if (Path(run_dir) / MANIFEST).exists() else None
+    manifest = read_manifest(run_dir) if (Path(run_dir) / MANIFEST).exists() else None
+    suite = None if manifest is None else manifest["suite"]
+    added = None if manifest is None else (manifest.get("evidence") or {}).get("seeds")
     records = []
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
         try:
@@ -135,7 +137,7 @@ def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[C
             ) from exc
         cell = CellRecord.from_json(validate_record(data, path,
                                                     hint="delete it to rerun that cell"))
-        check_cell(path, cell, suite)
+        check_cell(path, cell, suite, added)
         if time_budgets is None or (cell.budget is not None) == time_budgets:
             records.append(cell)
     return records

@@ -39,32 +39,42 @@ def break_even(extra_s: float, saving_s: float) -> str:
 
 
 def convergence_table(records: list[CellRecord]) -> str:
-    """Per task and seed: the full model's quality against training steps (its held-out
-    flow-matching loss at each check) and where and why training stopped."""
-    seen: dict[tuple[str, int], Mapping[str, Any]] = {}
-    for r in records:
-        conv = r.cost.convergence
-        if r.identity.role == Role.REFERENCE and isinstance(conv, Mapping):
-            seen.setdefault((r.identity.task, r.identity.seed), conv)
+    """Per task, seed and trained model: its quality against training steps (its held-out
+    flow-matching loss at each check) and where and why training stopped. Full FM's model
+    first; a warm start's own model where it trained one (a training-free one samples full
+    FM's, whose row is already there)."""
+    seen: dict[tuple[str, int, int, str], Mapping[str, Any]] = {}
+    curves: set[tuple[str, int, str]] = set()
+    for r in sorted(records, key=lambda r: r.identity.role != Role.REFERENCE):
+        conv, ident = r.cost.convergence, r.identity
+        if ident.role not in (Role.REFERENCE, Role.WARM_START) or not isinstance(conv, Mapping):
+            continue
+        curve = (ident.task, ident.seed, repr(conv.get("heldout_loss")))
+        if curve in curves:
+            continue
+        curves.add(curve)
+        name = ident.title if ident.role == Role.REFERENCE else f"{ident.title} {ident.variant}"
+        seen[(ident.task, ident.role != Role.REFERENCE, ident.seed, name)] = conv
     if not seen:
         return ""
-    body = [[task, str(seed), " → ".join(f"{fmt(step)}: {fmt(loss, 3)}"
-                                         for step, loss in conv.get("heldout_loss") or []),
-             _stopped(conv)] for (task, seed), conv in sorted(seen.items())]
-    return ("### Did full FM converge?\n\nThe full model's quality against training steps: "
-            "its flow-matching loss on held-out data (the same batches each time) at each "
-            "check, per seed. Trained until that loss stops improving (the suite's training "
-            "patience), it is checked at the end of each cosine cycle, where the learning rate "
-            "has annealed, the next cycle twice as long, and the best weights are kept; trained "
-            "for a fixed number of steps, after each fifth, and a fall of under 2% over the "
-            "last fifth reads as settled (a cosine schedule flattens the end of any run, so "
-            "settled is not converged). A full model still improving is a weak reference: a "
-            "warm start that matches it may not match a trained one.\n\n"
-            + md_table(["task", "seed", "held-out loss by step", "stopped"], body))
+    body = [[task, name, str(seed), " → ".join(f"{fmt(step)}: {fmt(loss, 3)}"
+                                               for step, loss in conv.get("heldout_loss") or []),
+             _stopped(conv)] for (task, _, seed, name), conv in sorted(seen.items())]
+    return ("### Did the models converge?\n\nEach trained flow model's quality against training "
+            "steps: its flow-matching loss on held-out data (the same batches each time) at each "
+            "check, per seed; full FM's first, then each warm start's own. Trained until that "
+            "loss stops improving (the suite's training patience), it is checked at the end of "
+            "each cosine cycle, where the learning rate has annealed, the next cycle twice as "
+            "long, and the best weights are kept; trained for a fixed number of steps, after "
+            "each fifth, and a fall of under 2% over the last fifth reads as settled (a cosine "
+            "schedule flattens the end of any run, so settled is not converged). A full model "
+            "still improving is a weak reference: a warm start that matches it may not match a "
+            "trained one.\n\n"
+            + md_table(["task", "model", "seed", "held-out loss by step", "stopped"], body))
 
 
 def _stopped(conv: Mapping[str, Any]) -> str:
-    """Where and why a full model's training stopped, in words."""
+    """Where and why a model's training stopped, in words."""
     if conv.get("criterion"):
         why = {"plateau": "the held-out loss stopped improving",
                "cap": "at the step cap, still improving: under-trained"}.get(

@@ -165,9 +165,10 @@ def _time_reference_run(cell: Cell, ctx: CellContext, plan: SamplingPlan, networ
 
 def training_cost(ctx: CellContext, plan: SamplingPlan) -> Cost:
     """What the method needed before it could sample: training seconds (per artefact), the
-    full model's convergence record, the refiner's counts."""
+    convergence record of the network it samples with (the last one trained: a fine-tuned
+    warm start trains full FM's first), the refiner's counts."""
     train_s, parts = ctx.training_cost()
-    convergence = next((info["convergence"] for info in ctx.training.values()
+    convergence = next((info["convergence"] for info in reversed(ctx.training.values())
                         if isinstance(info.get("convergence"), dict)), None)
     return Cost(train_s=train_s, train_parts=parts, convergence=convergence,
                 refiner_stats=plan.refiner_stats or None)
