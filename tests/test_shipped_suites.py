@@ -1,5 +1,6 @@
 """The suites shipped in harness/suites: every CPU suite parses, and the default suite carries
-the headline's ingredients for two moons, digits and text (issue 13: small, not hollow)."""
+the headline's ingredients for two moons, digits and text (issue 13: small, not hollow; issue
+19: controls, the data floor, converged models and stated margins)."""
 
 from __future__ import annotations
 
@@ -37,5 +38,14 @@ def test_the_default_suite_carries_the_headline_for_three_tasks() -> None:
         assert min(full) == 1 and max(full) >= 20, (task, full)  # the frontier, from N = 1
         drafts = {c.method_options.get("draft") for c in mine if c.method == "draft-only"}
         warm = {c.method_options.get("draft") for c in mine if c.method == "ws-fm"}
-        assert drafts == warm == {"good", "poor"}, task
+        # Both drafts and both controls, alone and warm-started; the data floor beside them.
+        assert drafts == warm == {"good", "poor", "positive", "negative"}, task
+        assert any(c.method == "data" for c in mine), task
         assert {c.seed for c in mine} == set(selection) | set(evaluation)
+        # Every flow model trains until its held-out loss stops (or a stated cap) on points
+        # and images; each task states its margin in its primary metric's units, with a reason.
+        settings = suite.task_settings.get(task, {})
+        if task != "text":
+            assert settings["training"]["patience"] > 0, task
+        (metric, margin), = settings["margins"].items()
+        assert "abs" in margin and margin["reason"], task
