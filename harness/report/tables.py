@@ -142,8 +142,9 @@ def bound_check_section(cells: pd.DataFrame) -> str:
             f"of {n} warm-start cells. Wall-clock: S_wall = (F + N s c) / (F + T_d + K s c) "
             "with c the bare network call timed alone, F the reference run's fixed cost and T_d "
             "the draft time; a measured speed-up below S_wall is a shortfall, one above "
-            "N / K is impossible (broken timing), each beyond 3 robust standard deviations "
-            "(MAD) of the timings; with fewer than 5 timed repeats it is not judged.")
+            "N / K is impossible (broken timing), each beyond 3 standard errors of the medians "
+            "(a seeded bootstrap of the timed repeats); with fewer than 5 timed repeats it is "
+            "not judged.")
     table = md_table(["task", "method", "variant", "cells", "NFE exact", "wall ok", "shortfall",
                       "impossible", "not judged", "S_wall measured (median)",
                       "S_wall bound (median)", "N/K (median)"], rows)
