@@ -139,3 +139,47 @@ def test_a_suite_name_that_cannot_name_a_folder_is_blamed_on_the_suite(
     err = _one_error(capsys)
     assert f"{suite}: the suite's name 'a/b' must be a plain folder name" in err
     assert "runs are stored in a folder named after it" in err and "--run-id" not in err
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_keeps_the_old_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from harness.records import atomic
+
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "smoke-2026-11", run)
+    assert main(["report", str(run)]) == 0
+    before = (run / "report" / "report.md").read_bytes()
+    capsys.readouterr()
+
+    def refused(path: str | Path, text: str) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(atomic, "write_text", refused)
+    assert main(["report", str(run)]) == 2
+    assert _one_error(capsys).strip() == (
+        f"wsfm-bench: error: cannot write the report into {run / 'report'} (Permission denied);"
+        " the previous report, if any, is unchanged: make the run folder writable")
+    assert (run / "report" / "report.md").read_bytes() == before
+    assert not [p for p in run.iterdir() if p.name.startswith(".report")]  # no staged leftovers
+
+
+def test_a_full_disk_outside_a_run_is_one_line_and_exit_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.report import figures
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "f" / "a.png"))
+
+    monkeypatch.setattr(figures.plt, "close", full)
+    code = main(["figures", str(ROOT / "tests" / "fixtures" / "smoke-2026-11"), "--out",
+                 str(tmp_path / "f")])
+    assert code == 1
+    assert _one_error(capsys).strip() == (
+        f"wsfm-bench: error: the disk is full (no space left on device writing "
+        f"{tmp_path / 'f' / 'a.png'}); free some space (wsfm-bench cache clear --older-than "
+        "DAYS frees cached models) and run the same command again")
+    assert not (tmp_path / "f").exists()  # figures are staged: nothing half-drawn is left

@@ -492,3 +492,16 @@ def test_run_glue(base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     capsys.readouterr()
     with pytest.raises(ConfigError, match="alpha"):
         run(_cli(str(base), str(new), "--alpha", "2"))
+
+
+def test_a_group_with_no_finite_value_in_either_run_is_inconclusive_not_unchanged(
+        tmp_path: Path) -> None:
+    """Diverged at every seed in both runs: nothing to compare, so neither unchanged nor a new
+    regression (the base was already broken), and --strict fails it."""
+    every = _diverged({0, 1, 2})
+    base = _make_run(tmp_path, "base", every)
+    result = compare_runs(base, _make_run(tmp_path, "new", every))
+    assert result.regressions == [] and result.unchanged == 3
+    [entry] = result.inconclusive
+    assert entry["kind"] == "nonfinite" and entry["detail"].endswith("no finite value on a side")
+    assert compare_runs(base, _make_run(tmp_path, "new2", every), strict=True).exit_code == 1
