@@ -94,3 +94,11 @@ def _summary(run: Path, capsys: pytest.CaptureFixture[str]) -> str:
 def test_until_decided_needs_a_cap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(tmp_path, "", "--until-decided") == 2
     assert "--until-decided needs [evidence] max_seeds" in capsys.readouterr().err
+
+
+def test_the_seeds_added_are_named_in_one_line() -> None:
+    from harness.run.sequential import _more_seeds
+
+    assert _more_seeds("digits", [102, 103, 104, 105]) == \
+        "digits: 4 more evaluation seeds (102-105)"
+    assert _more_seeds("text", [124]) == "text: 1 more evaluation seed (124)"

@@ -105,8 +105,14 @@ def until_decided(suite: Suite, run_dir: Path, manifest: dict[str, Any],
         if not batch:
             return added
         records.write_manifest(run_dir, manifest)
-        print("until decided: " + "; ".join(f"{task}: {len(s)} more evaluation seeds "
-                                            f"({s[0]}-{s[-1]})" for task, s in batch.items()),
+        print("until decided: " + "; ".join(_more_seeds(task, s) for task, s in batch.items()),
               flush=True)
         run(pending_cells(manifest))
         added += 1
+
+
+def _more_seeds(task: str, seeds: list[int]) -> str:
+    """One task's added seeds, e.g. digits: 4 more evaluation seeds (102-105)."""
+    if len(seeds) == 1:
+        return f"{task}: 1 more evaluation seed ({seeds[0]})"
+    return f"{task}: {len(seeds)} more evaluation seeds ({seeds[0]}-{seeds[-1]})"
