@@ -86,3 +86,29 @@ def test_obrien_fleming_spending_adds_up_to_alpha() -> None:
     stopped_early = look_levels([5, 10], 20, 0.05)  # a run that stopped before the cap
     assert sum(stopped_early) == pytest.approx(spent(0.5, 0.05))
     assert sum(stopped_early) < 0.05
+
+
+def test_the_margin_shown_uses_the_level_holm_held_the_row_to() -> None:
+    """Holm's step-down holds the r-th smallest of m p-values to alpha / (m - r + 1): a row it
+    decides has its p within that level, so the margin shown there is within the margin. At
+    Bonferroni's alpha / m a decided row could show a margin beyond its own (seen on digits'
+    positive control after --until-decided: 0.528 beside a margin of 0.5)."""
+    from types import SimpleNamespace
+
+    from harness.analysis.noninferiority import holm
+    from harness.analysis.verdicts import _holm_levels
+
+    ps = {"a": 0.004, "b": 0.012, "c": 0.02, "d": float("nan"), "e": 0.3}
+    tests = {k: (SimpleNamespace(p_noninferior=p), 1.0, 6) for k, p in ps.items()}
+    tests["f"] = (SimpleNamespace(p_noninferior=0.001), 0.5, 6)  # half the look's alpha
+    levels = _holm_levels(tests, 0.05)
+    # Ranked by p / share: f (0.002), a, b, c, e; five finite, so 0.05 / 5, / 4, / 3, / 2, / 1.
+    assert levels == pytest.approx({"f": 0.05 * 0.5 / 5, "a": 0.05 / 4, "b": 0.05 / 3,
+                                    "c": 0.05 / 2, "e": 0.05})
+    assert "d" not in levels
+    keys = ["f", "a", "b", "c", "e"]
+    adjusted = holm([tests[k][0].p_noninferior / tests[k][1] for k in keys])
+    for key, p_adj in zip(keys, adjusted, strict=True):
+        if p_adj <= 0.05:  # decided by Holm: its own p is within its level
+            assert tests[key][0].p_noninferior <= levels[key]
+    assert tests["c"][0].p_noninferior > 0.05 / 5  # Bonferroni would not have held c

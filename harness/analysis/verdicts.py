@@ -85,6 +85,16 @@ def _adjusted(tests: dict, side: str) -> dict:
     return dict(zip(keys, holm([min(p, 1.0) for p in raw]), strict=True))
 
 
+def _holm_levels(tests: dict, alpha: float) -> dict:
+    """The level Holm's step-down holds each non-inferiority test to at its rank r (1: the
+    smallest p / share) among the m finite ones: alpha * share / (m - r + 1). A row decided
+    non-inferior has its own p within it, so the margin shown at that level is within the
+    margin; a plain alpha * share / m (Bonferroni) could state a larger one beside the verdict."""
+    ranked = sorted((t.p_noninferior / share, key) for key, (t, share, _) in tests.items()
+                    if share > 0 and math.isfinite(t.p_noninferior))
+    return {key: alpha * tests[key][1] / (len(ranked) - r) for r, (_, key) in enumerate(ranked)}
+
+
 def judge_all(claims: list[Claim], rules: Rules) -> None:
     """Set each claim's verdict, reason, p-value and power statement in its row."""
     pending = {i for i, c in enumerate(claims) if c.testable}
@@ -93,6 +103,7 @@ def judge_all(claims: list[Claim], rules: Rules) -> None:
         tests = _tests_at(claims, pending, look, rules)
         ni, inf = _adjusted(tests, "p_noninferior"), _adjusted(tests, "p_inferior")
         size = sum(math.isfinite(t.p_noninferior) for t, _, _ in tests.values()) or 1
+        levels = _holm_levels(tests, rules.alpha)
         for key_row, (test, share, _) in tests.items():
             if key_row[0] != "row":
                 continue
@@ -110,7 +121,7 @@ def judge_all(claims: list[Claim], rules: Rules) -> None:
                          n_evaluation_seeds=test.n)
             c.row["reason"] = why or c.row["reason"]
             _power(c, test, tests[key][0] if key in tests else None, own, floor,
-                   rules.alpha * share / size)
+                   levels.get(("row", i), rules.alpha * share / size))
         look += 1
     for c in claims:
         _speed_up_claim(c.row)
@@ -141,8 +152,8 @@ def _verdict(own: str, floor: str | None, draft: str, selected: bool,
 
 def _power(c: Claim, test: PairedTest, draft_test: PairedTest | None, own: str,
            floor: str | None, alpha: float) -> None:
-    """The smallest margin the claim's evidence could have shown (at ``alpha``, the look's
-    level over the family's size: a Bonferroni bound) and, undecided, about how many
+    """The smallest margin the claim's evidence could have shown (at ``alpha``, the level
+    Holm held its test to at the look that decided it) and, undecided, about how many
     evaluation seeds would decide what blocks it."""
     row = c.row
     shown = detectable_margin(test.worse, test.sd, test.n, alpha)
