@@ -76,13 +76,17 @@ def _tests_at(claims: list[Claim], pending: set[int], look: int,
     return tests
 
 
+def _weighted(tests: dict, side: str) -> dict:
+    """Each test's p-value of one side ("p_noninferior" or "p_inferior") divided by its share
+    of alpha (a share of 0 never rejects: infinity)."""
+    return {key: getattr(t, side) / share if share > 0 else math.inf
+            for key, (t, share, _) in tests.items()}
+
+
 def _adjusted(tests: dict, side: str) -> dict:
-    """Holm-adjusted p-values of one side ("p_noninferior" or "p_inferior"), each divided by
-    its share of alpha first (a share of 0 never rejects)."""
-    keys = list(tests)
-    raw = [getattr(t, side) / share if share > 0 else math.inf
-           for t, share, _ in (tests[k] for k in keys)]
-    return dict(zip(keys, holm([min(p, 1.0) for p in raw]), strict=True))
+    """Holm-adjusted p-values of one side, each divided by its share of alpha first."""
+    raw = _weighted(tests, side)
+    return dict(zip(raw, holm([min(p, 1.0) for p in raw.values()]), strict=True))
 
 
 def _holm_levels(tests: dict, alpha: float) -> dict:
@@ -90,9 +94,10 @@ def _holm_levels(tests: dict, alpha: float) -> dict:
     smallest p / share) among the m finite ones: alpha * share / (m - r + 1). A row decided
     non-inferior has its own p within it, so the margin shown at that level is within the
     margin; a plain alpha * share / m (Bonferroni) could state a larger one beside the verdict."""
-    ranked = sorted((t.p_noninferior / share, key) for key, (t, share, _) in tests.items()
-                    if share > 0 and math.isfinite(t.p_noninferior))
-    return {key: alpha * tests[key][1] / (len(ranked) - r) for r, (_, key) in enumerate(ranked)}
+    weighted = _weighted(tests, "p_noninferior")  # sorted by value alone: keys may not compare
+    ranked = sorted((key for key, p in weighted.items() if math.isfinite(p)),
+                    key=weighted.__getitem__)
+    return {key: alpha * tests[key][1] / (len(ranked) - r) for r, key in enumerate(ranked)}
 
 
 def judge_all(claims: list[Claim], rules: Rules) -> None:
