@@ -226,7 +226,7 @@ class CellContext:
         return {
             **self.task_key,
             "model": kind,
-            "train_config": asdict(self.train_config),
+            "train_config": self.train_config.key(),
             "seed": self.seed,
             "device": self.device.type,
             **key,

@@ -112,6 +112,16 @@ def test_cells_differing_only_in_budget_share_one_preparation() -> None:
     assert all(len({(c.task, c.seed, c.method) for c in n.cells}) == 1 for n in nodes)
 
 
+def test_preparations_go_breadth_first_over_seeds() -> None:
+    # Every seed's first preparation (the draft), then every seed's full model, then every
+    # seed's warm start (which needs its seed's draft): two workers never start on two
+    # preparations of one seed while another seed's first one waits.
+    nodes = plan(_cells())
+    seeds = [n.cell.seed for n in nodes]
+    assert [n.cell.method for n in nodes] == ["draft-only"] * 3 + ["full-fm"] * 3 + ["ws-fm"] * 3
+    assert seeds[:3] == seeds[3:6] == seeds[6:] and len(set(seeds[:3])) == 3
+
+
 class FakeBackend:
     """Runs nothing: answers each job at once, losing the jobs named in ``lose``."""
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.registry import methods
+from harness.roles import Role
 from harness.run.expand import expand_cells
 from harness.run.suite import (
     DEFAULT_SUITE,
@@ -37,9 +39,14 @@ def test_the_default_suite_carries_the_headline_for_three_tasks() -> None:
         full = {c.n_steps for c in mine if c.method == "full-fm"}
         assert min(full) == 1 and max(full) >= 20, (task, full)  # the frontier, from N = 1
         drafts = {c.method_options.get("draft") for c in mine if c.method == "draft-only"}
-        warm = {c.method_options.get("draft") for c in mine if c.method == "ws-fm"}
+        warm = {c.method_options.get("draft") for c in mine
+                if methods.get(c.method).role == Role.WARM_START}
+        trained = {c.method_options.get("draft") for c in mine if c.method == "ws-fm"}
         # Both drafts and both controls, alone and warm-started; the data floor beside them.
+        # The negative control's draft holds nothing to learn: its warm start is the
+        # training-free one (full FM's own network from the noise at t0 = 0.9).
         assert drafts == warm == {"good", "poor", "positive", "negative"}, task
+        assert trained == {"good", "poor", "positive"}, task
         assert any(c.method == "data" for c in mine), task
         assert {c.seed for c in mine} == set(selection) | set(evaluation)
         # Every flow model trains until its held-out loss stops (or a stated cap) on points

@@ -124,3 +124,52 @@ def test_every_flow_model_trains_until_its_own_held_out_loss_stops(tmp_path) -> 
     table = convergence_table(records)
     assert table.count("| two-moons |") == 3  # full FM and the two warm starts' own models
     assert "Full FM" in table and "good t0=0.5 draft finetune euler" in table
+
+
+def test_a_warm_starts_own_batch_and_cap_apply_to_its_model_alone(tmp_path) -> None:
+    """``pairs_batch_size`` / ``pairs_max_steps`` train the warm start's own network on its
+    pairs; full FM (and the training-free warm start on its network) keep the task's."""
+    import tomllib
+
+    from harness.cache import Cache
+    from harness.records.store import read_cells
+    from harness.run.runner import run_suite
+    from harness.run.suite import parse_suite
+
+    suite = CONVERGED_SUITE.replace("max_steps = 140",
+                                    "max_steps = 140\npairs_batch_size = 64\npairs_max_steps = 60")
+    suite = suite.replace('init = ["scratch", "finetune"]', 'init = "scratch"')
+    run = run_suite(parse_suite(tomllib.loads(suite)), tmp_path / "out", run_id="pairs",
+                    cache=Cache(tmp_path / "cache"), progress=False)
+    conv = {r.identity.method: r.cost.convergence for r in read_cells(run)}
+    assert conv["ws-fm"]["max_steps"] == 60 and conv["ws-fm"]["steps_run"] <= 60
+    assert conv["full-fm"]["max_steps"] == 140 and conv["warm-start"] == conv["full-fm"]
+    # The same full model as without them: found in the cache, not trained again.
+    cache = Cache(tmp_path / "cache")
+    run_suite(parse_suite(tomllib.loads(CONVERGED_SUITE.replace(
+        'init = ["scratch", "finetune"]', 'init = "scratch"'))), tmp_path / "out",
+        run_id="plain", cache=cache, progress=False)
+    assert cache.misses == 1  # the warm start's own model alone
+
+    config = TrainConfig(batch_size=1024, max_steps=1500, pairs_batch_size=256,
+                         pairs_max_steps=3500)
+    own = config.for_pairs()
+    assert (own.batch_size, own.max_steps, own.pairs_batch_size) == (256, 3500, 0)
+    # A full model's key leaves them out (changing them retrains no full model); a warm
+    # start's key is that of what it trains with.
+    assert config.key() == TrainConfig(batch_size=1024, max_steps=1500).key()
+    assert own.key() == TrainConfig(batch_size=256, max_steps=3500).key()
+
+
+def test_a_bad_pairs_setting_is_named() -> None:
+    import tomllib
+
+    import pytest
+
+    from harness.errors import ConfigError
+    from harness.run.suite import parse_suite
+    from harness.run.validate import validate
+
+    suite = CONVERGED_SUITE.replace("max_steps = 140", "max_steps = 140\npairs_batch_size = 0")
+    with pytest.raises(ConfigError, match="pairs_batch_size"):
+        validate(parse_suite(tomllib.loads(suite)))

@@ -22,6 +22,7 @@ from torch import nn
 
 from harness.context import seeded_generator
 from harness.hashing import stable_hash
+from harness.nn.config import TrainConfig
 from harness.nn.training import convergence, optimise
 from harness.plugins import Draft, Method, SamplingPlan, Task
 from harness.registry import check_draft
@@ -56,7 +57,8 @@ def validation_split(n: int, seed: int,
 
 def train_flow(ctx: CellContext, net: nn.Module, path: Any, source: Source,
                targets: torch.Tensor, drafts: torch.Tensor | None, name: str, desc: str,
-               check_on: torch.Tensor | None = None) -> dict[str, object]:
+               check_on: torch.Tensor | None = None,
+               config: TrainConfig | None = None) -> dict[str, object]:
     """Train ``net`` on the path from ``source`` to ``targets`` (paired with ``drafts``).
 
     With the suite's training patience (> 0), every flow model, full FM's and each warm
@@ -64,8 +66,9 @@ def train_flow(ctx: CellContext, net: nn.Module, path: Any, source: Source,
     training items stops improving, so neither side of a comparison is judged under-trained;
     returns the convergence record. Without it, ``steps`` steps; a record only where
     ``check_on`` (data apart from training; full FM: the test split) is given to check
-    the loss on as training goes."""
-    config = ctx.train_config
+    the loss on as training goes. ``config``: the settings, where not the context's (a warm
+    start's own: ``TrainConfig.for_pairs``)."""
+    config = config or ctx.train_config
     curve: list[list[float]] = []
     stopped: list[str] = []
     held = None
@@ -260,9 +263,11 @@ class WarmStartFM(_WarmStart):
             return train_flow(ctx, net, make_path(ctx.task.discrete, self.t0), source, x_r, x_d,
                               f"ws-fm:{stable_hash(key)}",
                               f"ws-fm {self.draft} t0={self.t0:g} {self.start} {self.init} "
-                              f"seed {ctx.seed}")
+                              f"seed {ctx.seed}", config=ctx.train_config.for_pairs())
 
-        net = ctx.network("flow", key, train)
+        # Cached by what it trains with too: the task's settings unless the pairs' own are set.
+        trained_with = {"train_config": ctx.train_config.for_pairs().key()}
+        net = ctx.network("flow", {**key, **trained_with}, train)
         plan = flow_plan(ctx, net, source, draft, self.t0, n_steps, self.solver)
         plan.init, plan.targets = self.init, x_r
         plan.refiner_stats = ctx.refiner_stats(self.draft)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,11 @@ class TrainConfig:
     flow-matching loss checked at the end of each cycle (where the schedule has annealed);
     ``patience`` cycles in a row without a relative improvement of ``min_delta`` stop it, and
     so does the cap ``max_steps``; the best weights are kept.
+
+    ``pairs_batch_size`` and ``pairs_max_steps``, where set (0: the same as for full FM),
+    are a warm start's own batch and cap (``for_pairs``): its targets, refined from drafts
+    that already sit near the data, vary far less than full FM's noise-to-data ones, so a
+    smaller batch can serve it for longer at the same cost.
     """
 
     steps: int = 2000
@@ -26,3 +32,16 @@ class TrainConfig:
     patience: int = 0  # 0: flow models too train for ``steps``
     min_delta: float = 0.01
     max_steps: int = 20_000
+    pairs_batch_size: int = 0
+    pairs_max_steps: int = 0
+
+    def for_pairs(self) -> TrainConfig:
+        """The settings a warm start's own network trains with, on (draft, refined) pairs."""
+        return replace(self, batch_size=self.pairs_batch_size or self.batch_size,
+                       max_steps=self.pairs_max_steps or self.max_steps,
+                       pairs_batch_size=0, pairs_max_steps=0)
+
+    def key(self) -> dict[str, Any]:
+        """The settings a network trains with, as a cache key: the pairs' own stay out (a
+        full model does not depend on them; a warm start keys its model by ``for_pairs``)."""
+        return {k: v for k, v in asdict(self).items() if not k.startswith("pairs_")}

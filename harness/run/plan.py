@@ -42,7 +42,12 @@ def preparation_key(cell: Cell) -> str:
 
 
 def plan(cells: list[Cell]) -> list[Preparation]:
-    """The preparations the cells need, in the cells' order, each with its cells."""
+    """The preparations the cells need, each with its cells, breadth-first over (task, seed)
+    groups: the k-th preparation of every group before the (k+1)-th of any. In the cells'
+    order a group's preparations that share a model (full FM under two solvers, a fine-tune
+    and the full model it starts from) sit side by side, and a second worker would wait on
+    the cache's lock while the first trains it; taken across groups, the workers train
+    different seeds' models at once."""
     nodes: dict[str, Preparation] = {}
     for cell in cells:
         key = preparation_key(cell)
@@ -52,4 +57,9 @@ def plan(cells: list[Cell]) -> list[Preparation]:
         elif isinstance(node.cell, TimeCell) and not isinstance(cell, TimeCell):
             node.cell = cell  # prepare with a plain cell when there is one
         node.cells.append(cell)
-    return list(nodes.values())
+    rank: dict[tuple[str, int], int] = {}
+    order = []
+    for node in nodes.values():
+        order.append((rank.get(node.group, 0), len(order), node))
+        rank[node.group] = rank.get(node.group, 0) + 1
+    return [node for *_, node in sorted(order, key=lambda item: item[:2])]

@@ -9,7 +9,8 @@
                                   # 1000000 unless $WSFM_BENCH_MAX_SAMPLES says otherwise)
     n_eval = 2000                 # held-out reference points for the metrics
     [training]                    # optional overrides of the tasks' training settings
-    steps = 1500
+    steps = 1500                  # (harness.nn.config.TrainConfig; pairs_batch_size and
+                                  # pairs_max_steps: a warm start's own model's, if not these)
 
     [[tasks]]
     name = "two-moons"            # other keys are the task's options, except these

@@ -31,7 +31,7 @@ def _check_training(training: Any, where: str) -> None:
         raise ConfigError(
             f"{where} has no key {', '.join(map(repr, bad))}; allowed: {', '.join(allowed)}"
         )
-    for key in ("steps", "batch_size", "max_steps"):
+    for key in ("steps", "batch_size", "max_steps", "pairs_batch_size", "pairs_max_steps"):
         if key in training:
             positive_int(training[key], f"{where}: {key}")
     patience = training.get("patience", 0)
