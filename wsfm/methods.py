@@ -256,6 +256,8 @@ class WarmStartFM(_WarmStart):
             "pairs": stable_hash(ctx.pairs_key(self.draft)),
         }
 
+        own = ctx.train_config.for_pairs()  # the task's settings unless the pairs' own are set
+
         def train(net: nn.Module) -> dict[str, object]:
             if self.init == "finetune":
                 net.load_state_dict(full_model(ctx).state_dict())
@@ -263,11 +265,10 @@ class WarmStartFM(_WarmStart):
             return train_flow(ctx, net, make_path(ctx.task.discrete, self.t0), source, x_r, x_d,
                               f"ws-fm:{stable_hash(key)}",
                               f"ws-fm {self.draft} t0={self.t0:g} {self.start} {self.init} "
-                              f"seed {ctx.seed}", config=ctx.train_config.for_pairs())
+                              f"seed {ctx.seed}", config=own)
 
-        # Cached by what it trains with too: the task's settings unless the pairs' own are set.
-        trained_with = {"train_config": ctx.train_config.for_pairs().key()}
-        net = ctx.network("flow", {**key, **trained_with}, train)
+        # Cached by what it trains with too.
+        net = ctx.network("flow", {**key, "train_config": own.key()}, train)
         plan = flow_plan(ctx, net, source, draft, self.t0, n_steps, self.solver)
         plan.init, plan.targets = self.init, x_r
         plan.refiner_stats = ctx.refiner_stats(self.draft)
