@@ -136,9 +136,9 @@ def test_a_warm_starts_own_batch_and_cap_apply_to_its_model_alone(tmp_path) -> N
     from harness.run.runner import run_suite
     from harness.run.suite import parse_suite
 
-    suite = CONVERGED_SUITE.replace("max_steps = 140",
-                                    "max_steps = 140\npairs_batch_size = 64\npairs_max_steps = 60")
-    suite = suite.replace('init = ["scratch", "finetune"]', 'init = "scratch"')
+    scratch = CONVERGED_SUITE.replace('init = ["scratch", "finetune"]', 'init = "scratch"')
+    suite = scratch.replace("max_steps = 140",
+                            "max_steps = 140\npairs_batch_size = 64\npairs_max_steps = 60")
     run = run_suite(parse_suite(tomllib.loads(suite)), tmp_path / "out", run_id="pairs",
                     cache=Cache(tmp_path / "cache"), progress=False)
     conv = {r.identity.method: r.cost.convergence for r in read_cells(run)}
@@ -146,9 +146,8 @@ def test_a_warm_starts_own_batch_and_cap_apply_to_its_model_alone(tmp_path) -> N
     assert conv["full-fm"]["max_steps"] == 140 and conv["warm-start"] == conv["full-fm"]
     # The same full model as without them: found in the cache, not trained again.
     cache = Cache(tmp_path / "cache")
-    run_suite(parse_suite(tomllib.loads(CONVERGED_SUITE.replace(
-        'init = ["scratch", "finetune"]', 'init = "scratch"'))), tmp_path / "out",
-        run_id="plain", cache=cache, progress=False)
+    run_suite(parse_suite(tomllib.loads(scratch)), tmp_path / "out", run_id="plain",
+              cache=cache, progress=False)
     assert cache.misses == 1  # the warm start's own model alone
 
     config = TrainConfig(batch_size=1024, max_steps=1500, pairs_batch_size=256,

@@ -11,6 +11,7 @@ preparations first and a cell once its preparation is done.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from harness.hashing import stable_hash
@@ -57,9 +58,10 @@ def plan(cells: list[Cell]) -> list[Preparation]:
         elif isinstance(node.cell, TimeCell) and not isinstance(cell, TimeCell):
             node.cell = cell  # prepare with a plain cell when there is one
         node.cells.append(cell)
-    rank: dict[tuple[str, int], int] = {}
-    order = []
+    seen: Counter[tuple[str, int]] = Counter()
+    ranked = []
     for node in nodes.values():
-        order.append((rank.get(node.group, 0), len(order), node))
-        rank[node.group] = rank.get(node.group, 0) + 1
-    return [node for *_, node in sorted(order, key=lambda item: item[:2])]
+        ranked.append((seen[node.group], node))
+        seen[node.group] += 1
+    # sorted is stable: within a rank, the cells' order stays
+    return [node for _, node in sorted(ranked, key=lambda pair: pair[0])]
