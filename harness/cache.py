@@ -21,6 +21,7 @@ import math
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ class Cache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.hits = 0
         self.misses = 0
+        self.built: Counter[str] = Counter()  # misses by kind ("models", "scores", ...)
         self.discarded = 0
         # Entries this Cache object loaded or built ("kind/stem"): what a cell used, so an
         # executor on other machines can ship them (harness.run.ray_executor).
@@ -195,6 +197,7 @@ class Cache:
                 "steps": training_steps(kind, key),
             })
             self.misses += 1
+            self.built[kind] += 1
             return state
 
     def meta(self, kind: str, key: dict[str, Any]) -> dict[str, Any]:

@@ -148,7 +148,7 @@ def test_a_warm_starts_own_batch_and_cap_apply_to_its_model_alone(tmp_path) -> N
     cache = Cache(tmp_path / "cache")
     run_suite(parse_suite(tomllib.loads(scratch)), tmp_path / "out", run_id="plain",
               cache=cache, progress=False)
-    assert cache.misses == 1  # the warm start's own model alone
+    assert cache.built["models"] == 1  # the warm start's own model alone
 
     config = TrainConfig(batch_size=1024, max_steps=1500, pairs_batch_size=256,
                          pairs_max_steps=3500)
@@ -158,6 +158,11 @@ def test_a_warm_starts_own_batch_and_cap_apply_to_its_model_alone(tmp_path) -> N
     # start's key is that of what it trains with.
     assert config.key() == TrainConfig(batch_size=1024, max_steps=1500).key()
     assert own.key() == TrainConfig(batch_size=256, max_steps=3500).key()
+    # Fixed-length training (no patience): the cap bounds its length, never lengthens it.
+    fixed = TrainConfig(steps=1000, pairs_max_steps=300)
+    assert fixed.for_pairs().steps == 300
+    assert TrainConfig(steps=200, pairs_max_steps=300).for_pairs().steps == 200
+    assert TrainConfig(steps=1000, patience=1, pairs_max_steps=300).for_pairs().steps == 1000
 
 
 def test_a_bad_pairs_setting_is_named() -> None:
@@ -172,3 +177,7 @@ def test_a_bad_pairs_setting_is_named() -> None:
     suite = CONVERGED_SUITE.replace("max_steps = 140", "max_steps = 140\npairs_batch_size = 0")
     with pytest.raises(ConfigError, match="pairs_batch_size"):
         validate(parse_suite(tomllib.loads(suite)))
+    # A cap below the first cycle would leave the network untrained.
+    short = CONVERGED_SUITE.replace("max_steps = 140", "max_steps = 140\npairs_max_steps = 1")
+    with pytest.raises(ConfigError, match="pairs_max_steps = 1 is shorter than the first"):
+        validate(parse_suite(tomllib.loads(short)))

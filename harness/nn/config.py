@@ -23,7 +23,8 @@ class TrainConfig:
     ``pairs_batch_size`` and ``pairs_max_steps``, where set (0: the same as for full FM),
     are a warm start's own batch and cap (``for_pairs``): its targets, refined from drafts
     that already sit near the data, vary far less than full FM's noise-to-data ones, so a
-    smaller batch can serve it for longer at the same cost.
+    smaller batch can serve it, and a fine-tune (which starts from full FM's weights) needs
+    fewer steps. The cap bounds ``steps`` too where training is of fixed length.
     """
 
     steps: int = 2000
@@ -37,8 +38,10 @@ class TrainConfig:
 
     def for_pairs(self) -> TrainConfig:
         """The settings a warm start's own network trains with, on (draft, refined) pairs."""
+        cap = self.pairs_max_steps
         return replace(self, batch_size=self.pairs_batch_size or self.batch_size,
-                       max_steps=self.pairs_max_steps or self.max_steps,
+                       max_steps=cap or self.max_steps,
+                       steps=min(self.steps, cap) if cap and self.patience == 0 else self.steps,
                        pairs_batch_size=0, pairs_max_steps=0)
 
     def key(self) -> dict[str, Any]:

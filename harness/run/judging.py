@@ -1,6 +1,9 @@
 """Judging a cell's samples: its metrics (the suite's choice, else the task's) against the
 reference split, each timed, and the score of a warm start's training targets (the ceiling
-that training on them can reach), cached by the targets' content."""
+that training on them can reach). Every score is memoised by the content of what it scores:
+a metric is a deterministic function of its points, the reference and the seed, so a rerun
+that draws the same samples (a warm run: sampling is seeded) reads the number back instead
+of computing it again, while its timings are measured anew."""
 
 from __future__ import annotations
 
@@ -47,11 +50,25 @@ def judge(cell: Cell, ctx: CellContext,
     for name, metric in cell_metrics(cell, ctx):
         start, value = time.perf_counter(), math.nan
         if samples is not None:
-            value = float(metric.compute(samples, reference, cell.seed,
-                                         stats=metric_setup(cell, ctx, name, metric)))
+            value = score(cell, ctx, name, metric, samples, reference, "scores")
         values[name] = MetricValue(value=value, higher_is_better=bool(metric.higher_is_better))
         seconds[name] = time.perf_counter() - start
     return values, seconds
+
+
+def score(cell: Cell, ctx: CellContext, name: str, metric: Metric, points: torch.Tensor,
+          reference: torch.Tensor, kind: str) -> float:
+    """``metric`` on ``points`` against ``reference``, cached (as ``kind``) by their content,
+    the metric's name, options and version, the task and the seed."""
+    key = {**ctx.task_key, "metric": plugin_key(name, metric), "seed": cell.seed,
+           "points_sha256": tensor_sha256(points.cpu().contiguous()),
+           "reference_sha256": tensor_sha256(reference.cpu().contiguous())}
+
+    def build() -> dict[str, float]:
+        stats = metric_setup(cell, ctx, name, metric)
+        return {"value": float(metric.compute(points, reference, cell.seed, stats=stats))}
+
+    return float(ctx.cache.load_or_build(kind, key, build)["value"])
 
 
 def target_quality(cell: Cell, ctx: CellContext, plan: SamplingPlan) -> dict[str, float] | None:
@@ -62,15 +79,5 @@ def target_quality(cell: Cell, ctx: CellContext, plan: SamplingPlan) -> dict[str
         return None
     targets, _ = ctx.task.finalize(plan.targets[: cell.n_samples])
     reference = reference_split(cell, ctx)
-    out = {}
-    for name, metric in cell_metrics(cell, ctx):
-        key = {**ctx.task_key, "metric": plugin_key(name, metric), "seed": cell.seed,
-               "targets_sha256": tensor_sha256(targets.cpu().contiguous()),
-               "reference_sha256": tensor_sha256(reference.cpu().contiguous())}
-
-        def build(name: str = name, metric: Metric = metric) -> dict[str, float]:
-            stats = metric_setup(cell, ctx, name, metric)
-            return {"value": float(metric.compute(targets, reference, cell.seed, stats=stats))}
-
-        out[name] = float(ctx.cache.load_or_build("targets", key, build)["value"])
-    return out
+    return {name: score(cell, ctx, name, metric, targets, reference, "targets")
+            for name, metric in cell_metrics(cell, ctx)}

@@ -38,6 +38,12 @@ def _check_training(training: Any, where: str) -> None:
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
         raise ConfigError(f"{where}: patience must be a whole number >= 0 (0: train for "
                           f"steps; k: until k cycles in a row do not improve), got {patience!r}")
+    first = training.get("steps", TrainConfig.steps)
+    for cap in ("max_steps", "pairs_max_steps"):
+        if patience and training.get(cap) and training[cap] < first:
+            raise ConfigError(f"{where}: {cap} = {training[cap]} is shorter than the first "
+                              f"cycle (steps = {first}), so nothing would train: raise "
+                              f"{cap} or lower steps")
     delta = training.get("min_delta", 0.01)
     if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 <= delta < 1:
         raise ConfigError(f"{where}: min_delta must be a number in [0, 1), got {delta!r}")
