@@ -90,6 +90,25 @@ def test_a_renamed_or_edited_cell_file_is_refused(tmp_path, capsys) -> None:
     assert f"its cell_id {renamed.stem} is not the id of the cell it ran ({first.stem})" in line
 
 
+def test_cells_read_again_are_validated_again_once_edited(tmp_path) -> None:
+    """A report reads a run's cells several times and validates each content once: the same
+    records come back every time, and a file edited in place (same size, same inode) after a
+    read is validated anew and refused."""
+    from harness.errors import SchemaError
+
+    run = _make_run(tmp_path, "run")
+    first, again = read_cells(run), read_cells(run)
+    assert [r.to_json() for r in first] == [r.to_json() for r in again]
+    path = sorted((run / "cells").glob("*.json"))[0]
+    text = path.read_text()
+    bad = text.replace('"schema_version": "2"', '"schema_version": "X"', 1)
+    assert bad != text and len(bad) == len(text)
+    with open(path, "r+") as f:  # in place: the same file, the same size
+        f.write(bad)
+    with pytest.raises(SchemaError, match="schema version X"):
+        read_cells(run)
+
+
 # Item 8: records.csv is rebuilt from the cells.
 def test_a_hand_edited_records_csv_is_rebuilt_from_the_cells(tmp_path, capsys) -> None:
     run = _make_run(tmp_path, "run")

@@ -19,6 +19,8 @@ written, and again when read.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import io
 import json
 import math
@@ -129,18 +131,33 @@ def read_cells(run_dir: str | Path, time_budgets: bool | None = False) -> list[C
     added = None if manifest is None else (manifest.get("evidence") or {}).get("seeds")
     records = []
     for path in sorted((Path(run_dir) / "cells").glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise RunDirError(
-                f"cell record {path} is corrupt ({exc}); delete it to rerun that cell"
-            ) from exc
-        cell = CellRecord.from_json(validate_record(data, path,
-                                                    hint="delete it to rerun that cell"))
+        cell = CellRecord.from_json(_validated(path))
         check_cell(path, cell, suite, added)
         if time_budgets is None or (cell.budget is not None) == time_budgets:
             records.append(cell)
     return records
+
+
+# Cell files already validated in this process, by their bytes' digest: a report reads a
+# run's cells several times, and schema validation is most of that cost.
+_VALIDATED: dict[str, dict[str, Any]] = {}
+
+
+def _validated(path: Path) -> dict[str, Any]:
+    """The cell file's content, schema-validated (and migrated) once per content."""
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest in _VALIDATED:
+        return copy.deepcopy(_VALIDATED[digest])
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(
+            f"cell record {path} is corrupt ({exc}); delete it to rerun that cell"
+        ) from exc
+    data = validate_record(data, path, hint="delete it to rerun that cell")
+    _VALIDATED[digest] = copy.deepcopy(data)
+    return data
 
 
 def quality_by_cell(run_dir: str | Path) -> dict[str, tuple[dict[str, float], int]]:
