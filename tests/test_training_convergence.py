@@ -181,3 +181,9 @@ def test_a_bad_pairs_setting_is_named() -> None:
     short = CONVERGED_SUITE.replace("max_steps = 140", "max_steps = 140\npairs_max_steps = 1")
     with pytest.raises(ConfigError, match="pairs_max_steps = 1 is shorter than the first"):
         validate(parse_suite(tomllib.loads(short)))
+    # Judged on the training the cells get: the suite's steps, the task's own cap.
+    split = CONVERGED_SUITE.replace("n_test = 300",
+                                    "n_test = 300\ntraining = { pairs_max_steps = 5 }")
+    with pytest.raises(ConfigError,
+                       match=r"task 'two-moons' training: pairs_max_steps = 5 .*steps = 20"):
+        validate(parse_suite(tomllib.loads(split)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from harness.checks import check_device, positive_int, sample_count
@@ -38,18 +38,26 @@ def _check_training(training: Any, where: str) -> None:
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
         raise ConfigError(f"{where}: patience must be a whole number >= 0 (0: train for "
                           f"steps; k: until k cycles in a row do not improve), got {patience!r}")
-    first = training.get("steps", TrainConfig.steps)
-    for cap in ("max_steps", "pairs_max_steps"):
-        if patience and training.get(cap) and training[cap] < first:
-            raise ConfigError(f"{where}: {cap} = {training[cap]} is shorter than the first "
-                              f"cycle (steps = {first}), so nothing would train: raise "
-                              f"{cap} or lower steps")
     delta = training.get("min_delta", 0.01)
     if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 <= delta < 1:
         raise ConfigError(f"{where}: min_delta must be a number in [0, 1), got {delta!r}")
     lr = training.get("lr", 1.0)
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
+
+
+def _check_cycles(suite: Suite, name: str, task: Any, source: str) -> None:
+    """With patience, the first cycle (``steps``) fits under each cap of the task's training
+    as its cells get it (the task's defaults, the suite's and the task's overrides): a cap
+    below it would leave the network untrained."""
+    training = {**suite.training, **suite.task_settings.get(name, {}).get("training", {})}
+    config = replace(task.train_config, **training)
+    for cap in ("max_steps", "pairs_max_steps"):
+        value = getattr(config, cap)
+        if config.patience and value and value < config.steps:
+            raise ConfigError(f"{source}: task {name!r} training: {cap} = {value} is shorter "
+                              f"than the first cycle (steps = {config.steps}), so nothing "
+                              f"would train: raise {cap} or lower steps")
 
 
 def _check_metrics(suite: Suite, name: str, task: Any, source: str) -> None:
@@ -117,6 +125,7 @@ def validate(suite: Suite, source: str = "suite") -> None:
 
     task_objs = {name: _build(tasks, name, opts, source) for name, opts in suite.tasks}
     for name, task in task_objs.items():
+        _check_cycles(suite, name, task, source)
         _check_metrics(suite, name, task, source)
         try:
             task.check()
