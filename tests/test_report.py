@@ -190,3 +190,27 @@ def test_report_tolerates_sparse_runs(run_dir: Path) -> None:
     md = write_report(run_dir).read_text()
     assert "_No warm-start cells" in md and "## Task: two-moons" in md
     assert isinstance(load_run(run_dir), pd.DataFrame)
+
+
+def test_figures_drawn_in_parallel_are_the_serial_ones_and_fail_alike(tmp_path: Path) -> None:
+    """The report rasterises its figures in forked processes: each PNG is byte for byte the
+    one drawn in turn, and a figure that cannot be written fails the report as before."""
+    import matplotlib.pyplot as plt
+
+    from harness.report import figures
+
+    def draw(path: Path) -> Path:
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([1, 2, 3], [3, 1, 2], label="a line")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1))  # outside: tight bbox matters
+        return figures._save(fig, path)
+
+    serial = draw(tmp_path / "serial" / "f.png")
+    with figures.drawn_in_parallel(workers=2):
+        parallel = draw(tmp_path / "parallel" / "f.png")
+        assert figures._BACKGROUND  # handed to the pool, not drawn here
+    assert parallel.read_bytes() == serial.read_bytes()
+    (tmp_path / "taken.png").mkdir()  # a folder where the PNG should go
+    with pytest.raises(IsADirectoryError), figures.drawn_in_parallel(workers=2):
+        draw(tmp_path / "taken.png")
+    assert not figures._BACKGROUND

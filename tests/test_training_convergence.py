@@ -43,6 +43,27 @@ def test_cycles_double_until_the_held_out_loss_stops_improving_and_keep_the_best
     assert record["plateaued"] is True
 
 
+def test_a_fall_below_min_delta_keeps_the_earlier_weights_and_the_record_says_so() -> None:
+    """A last cycle that lowers the held-out loss by less than ``min_delta`` stops training
+    and its weights are not kept; the record names the step whose weights are."""
+    net, loss = _problem()
+    scripted = iter([1.0, 0.995])  # 0.5% lower: under min_delta = 2%
+    snapshots = []
+
+    def held_out() -> float:
+        snapshots.append({k: v.clone() for k, v in net.state_dict().items()})
+        return next(scripted)
+
+    curve, stopped = [], []
+    config = TrainConfig(steps=10, patience=1, min_delta=0.02, max_steps=1000, lr=0.05)
+    losses = optimise(net, loss, config, torch.Generator().manual_seed(1), progress=False,
+                      held_out=held_out, curve=curve, stopped=stopped)
+    assert stopped == ["plateau"] and len(losses) == 30
+    assert all(torch.equal(v, snapshots[0][k]) for k, v in net.state_dict().items())
+    record = convergence(curve, config, len(losses), stopped[0])
+    assert (record["best_step"], record["best_loss"]) == (10, 1.0)
+
+
 def test_the_step_cap_stops_a_model_still_improving_and_says_so() -> None:
     net, loss = _problem()
     values = iter([1.0, 0.5, 0.25, 0.1])
@@ -187,3 +208,48 @@ def test_a_bad_pairs_setting_is_named() -> None:
     with pytest.raises(ConfigError,
                        match=r"task 'two-moons' training: pairs_max_steps = 5 .*steps = 20"):
         validate(parse_suite(tomllib.loads(split)))
+
+
+def test_a_methods_own_training_applies_to_its_cells_alone(tmp_path) -> None:
+    """``training`` on a [[methods]] entry (a control that needs less, say) overrides the
+    task's for that entry's cells only; overriding only ``pairs_*`` keeps full FM's model, so
+    a fine-tune starts from the same one the other cells use; it is checked like the task's."""
+    import tomllib
+
+    import pytest
+
+    from harness.cache import Cache
+    from harness.errors import ConfigError
+    from harness.records.store import read_cells
+    from harness.run.runner import run_suite
+    from harness.run.suite import parse_suite
+
+    suite = CONVERGED_SUITE.replace('init = ["scratch", "finetune"]', 'init = "finetune"')
+    suite += ('[[methods]]\nname = "ws-fm"\ndraft = "positive"\nt0 = 0.5\ninit = "finetune"\n'
+              'training = { pairs_max_steps = 20 }\n')
+    parsed = parse_suite(tomllib.loads(suite))
+    cache = Cache(tmp_path / "cache")
+    run = run_suite(parsed, tmp_path / "out", run_id="own", cache=cache, progress=False)
+    records = list(read_cells(run))
+    conv = {(r.identity.method, r.identity.draft): r.cost.convergence for r in records}
+    assert conv[("ws-fm", "positive")]["max_steps"] == 20
+    assert conv[("ws-fm", "positive")]["steps_run"] == 20  # one cycle: its cap
+    assert conv[("ws-fm", "good")]["max_steps"] == 140  # the task's, untouched
+    assert conv[("full-fm", None)]["max_steps"] == 140
+    # One full FM model, shared by both fine-tunes: three models in all.
+    assert cache.built["models"] == 3
+    fulls = {part for r in records if r.identity.method == "ws-fm"
+             for part in r.cost.train_parts if part.startswith("models/")}
+    assert len(fulls) == 3  # full FM's, shared, and each warm start's own
+    # Suites without it keep their hash; checked like the task's, named by the method.
+    assert "training" not in parse_suite(tomllib.loads(CONVERGED_SUITE)).as_dict()["methods"][0]
+    with pytest.raises(ConfigError, match=r"method 'ws-fm' training has no key 'stepz'"):
+        parse_suite(tomllib.loads(suite.replace("pairs_max_steps = 20", "stepz = 20")))
+    with pytest.raises(ConfigError, match=r"method 'ws-fm' training: pairs_max_steps = 5 is "
+                                          "shorter than the first cycle"):
+        parse_suite(tomllib.loads(suite.replace("pairs_max_steps = 20", "pairs_max_steps = 5")))
+    # Two entries differing only in training would share a variant's name: refused.
+    twice = suite + ('[[methods]]\nname = "ws-fm"\ndraft = "positive"\nt0 = 0.5\n'
+                     'init = "finetune"\ntraining = { pairs_max_steps = 40 }\n')
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_suite(tomllib.loads(twice))

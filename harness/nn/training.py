@@ -109,7 +109,12 @@ def convergence(curve: list[list[float]], config: TrainConfig | None = None,
     steps run, the best step and whether training stopped on the plateau or at the cap."""
     record: dict[str, object] = {"heldout_loss": curve, "last_fall": None, "plateaued": None}
     if config is not None and config.patience > 0 and curve:
-        best_step, best = min(curve, key=lambda point: point[1])
+        # The weights kept: those of the last cycle that improved by min_delta (``optimise``),
+        # not the curve's minimum, which a smaller fall may have set.
+        best_step, best = curve[0]
+        for step, value in curve[1:]:
+            if value < best * (1 - config.min_delta):
+                best_step, best = step, value
         capped = stopped == "cap"
         return {**record, "criterion": "held-out loss at each cycle's end",
                 "steps_run": steps_run, "best_step": best_step, "best_loss": best,

@@ -193,7 +193,8 @@ def write_report(run_dir: str | Path) -> Path:
     try:
         with atomic.staged_dir(run_dir / "report") as out:
             (out / "figures").mkdir()
-            md = _markdown(run_dir, manifest, df, cells, status, out, title)
+            with figures.drawn_in_parallel():
+                md = _markdown(run_dir, manifest, df, cells, status, out, title)
             atomic.write_text(out / "report.md", md)
             atomic.write_text(out / "report.html", _html(md, title))
     except OSError as exc:

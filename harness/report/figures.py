@@ -7,7 +7,13 @@ there is nothing to draw (the report then says so instead of showing an empty pl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import multiprocessing
+import os
+import pickle
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -35,9 +41,49 @@ def label(method: object, variant: object) -> str:
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    if not _BACKGROUND:
+        _write(fig, path)
+        return path
+    pool, pending = _BACKGROUND[-1]  # drawn by the pool of ``drawn_in_parallel``
+    pending.append(pool.submit(_draw, pickle.dumps(fig), path))
     plt.close(fig)
     return path
+
+
+def _write(fig: plt.Figure, path: Path) -> None:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _draw(figure: bytes, path: Path) -> None:
+    _write(pickle.loads(figure), path)
+
+
+_BACKGROUND: list[tuple[ProcessPoolExecutor, list[Future]]] = []
+
+
+@contextmanager
+def drawn_in_parallel(workers: int | None = None) -> Iterator[None]:
+    """Inside, the figures above are rasterised by a pool of forked processes (drawing is most
+    of a report's time, and figures are independent); on leaving, every PNG is written (the
+    first failure raised). Where processes cannot be forked, or Ray runs in this process
+    (whose threads a fork must not copy), they are drawn in turn."""
+    workers = workers or min(2, os.cpu_count() or 1)
+    ray = sys.modules.get("ray")
+    if (workers < 2 or "fork" not in multiprocessing.get_all_start_methods()
+            or (ray is not None and ray.is_initialized())):
+        yield
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pending: list[Future] = []
+    _BACKGROUND.append((pool, pending))
+    try:
+        yield
+        for future in pending:
+            future.result()
+    finally:
+        _BACKGROUND.pop()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def quality_vs_cost(

@@ -24,10 +24,9 @@ def expand_cells(suite: Suite) -> list[Cell]:
         for seed in [*selection, *evaluation]:
             for spec in suite.methods:
                 if spec.tasks is None or task in spec.tasks:
-                    cells += _budget_cells(suite, spec, settings, task, task_options, seed,
-                                           training)
-                    cells += _time_cells(suite, spec, settings, task, task_options, seed,
-                                         training)
+                    own = {**training, **(spec.training or {})}
+                    cells += _budget_cells(suite, spec, settings, task, task_options, seed, own)
+                    cells += _time_cells(suite, spec, settings, task, task_options, seed, own)
     return _with_compile(suite, cells)
 
 

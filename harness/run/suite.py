@@ -27,6 +27,9 @@
     tasks = ["two-moons"]         # optional: only on these tasks
     budgets = [10, 100]           # optional: instead of the suite's budgets
     time_budgets = [0.05]         # optional: instead of the suite's (or task's) time budgets
+    training = { pairs_max_steps = 300 }  # optional: this method's own overrides of the
+                                  # task's training (a fine-tune's full FM trains as keyed by
+                                  # the merged settings, so override only pairs_* to share it)
 
 ``exclusive_timing = true`` (top level): with parallel executors (``--workers``, Ray), cells
 are timed alone, one at a time, after the shared training has run side by side.
@@ -95,6 +98,9 @@ class MethodSpec:
     tasks: list[str] | None = None
     budgets: list[int] | None = None
     time_budgets: list[float] | None = None  # seconds per batch; None: the task's or suite's
+    # This method's own overrides of the task's training (a control that learns less, say);
+    # None: the task's.
+    training: dict[str, Any] | None = None
 
 
 @dataclass
@@ -165,8 +171,9 @@ class Suite:
             if not data[key]:
                 del data[key]
         for spec in data["methods"]:
-            if spec.get("time_budgets") is None:
-                spec.pop("time_budgets", None)
+            for key in ("time_budgets", "training"):
+                if spec.get(key) is None:
+                    spec.pop(key, None)
         return data
 
     @property
@@ -178,7 +185,7 @@ _TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
 TASK_SETTINGS = ("n_samples", "n_eval", "repeats", "budgets", "training", "time_budgets",
                  "time_batch", "seeds", "selection_seeds", "metrics", "metric_options",
                  "primary_metric", "reference", "margins")
-_METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets"}
+_METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets", "training"}
 
 
 
@@ -302,7 +309,8 @@ def _parse_methods(entries: list[Any], source: str) -> list[MethodSpec]:
         if time_budgets is not None:
             time_budgets = time_budget_list(time_budgets,
                                             f"{source}: time_budgets of method {name!r}")
-        method_list += [MethodSpec(name, combo, only, budgets, time_budgets)
+        training = options.pop("training", None)  # validate() says what it must hold
+        method_list += [MethodSpec(name, combo, only, budgets, time_budgets, training)
                         for combo in _expand(options, f"{source}: method {name!r}")]
     return method_list
 

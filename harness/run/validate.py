@@ -46,16 +46,19 @@ def _check_training(training: Any, where: str) -> None:
         raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
 
 
-def _check_cycles(suite: Suite, name: str, task: Any, source: str) -> None:
+def _check_cycles(suite: Suite, name: str, task: Any, source: str,
+                  method: Any = None) -> None:
     """With patience, the first cycle (``steps``) fits under each cap of the task's training
-    as its cells get it (the task's defaults, the suite's and the task's overrides): a cap
-    below it would leave the network untrained."""
-    training = {**suite.training, **suite.task_settings.get(name, {}).get("training", {})}
+    as its cells get it (the task's defaults, the suite's, the task's and ``method``'s (a
+    MethodSpec) overrides): a cap below it would leave the network untrained."""
+    training = {**suite.training, **suite.task_settings.get(name, {}).get("training", {}),
+                **((method and method.training) or {})}
     config = replace(task.train_config, **training)
+    where = f"task {name!r}" + (f" method {method.name!r}" if method and method.training else "")
     for cap in ("max_steps", "pairs_max_steps"):
         value = getattr(config, cap)
         if config.patience and value and value < config.steps:
-            raise ConfigError(f"{source}: task {name!r} training: {cap} = {value} is shorter "
+            raise ConfigError(f"{source}: {where} training: {cap} = {value} is shorter "
                               f"than the first cycle (steps = {config.steps}), so nothing "
                               f"would train: raise {cap} or lower steps")
 
@@ -133,6 +136,8 @@ def validate(suite: Suite, source: str = "suite") -> None:
             raise ConfigError(f"{source}: task {name!r}: {exc}") from exc
     for spec in suite.methods:
         method = _build(methods, spec.name, spec.options, source)
+        if spec.training is not None:
+            _check_training(spec.training, f"{source}: method {spec.name!r} training")
         for name in spec.tasks or []:
             if name not in task_objs:
                 raise ConfigError(
@@ -140,6 +145,8 @@ def validate(suite: Suite, source: str = "suite") -> None:
                     f"not run; its tasks are {', '.join(task_objs)}"
                 )
         for name in spec.tasks or list(task_objs):
+            if spec.training:
+                _check_cycles(suite, name, task_objs[name], source, spec)
             try:
                 method.check_task(task_objs[name])
             except ValueError as exc:
@@ -163,7 +170,8 @@ def check_cells(cells: list[Cell], source: str = "suite") -> None:
             method = instantiate(methods, cell.method, cell.method_options)
             full[raw] = (method.options() if dataclasses.is_dataclass(method)
                          else cell.method_options)
-        key = stable_hash({**cell.to_dict(), "method_options": full[raw]})
+        # Training stays out: two entries that differ only in it would share a variant's name.
+        key = stable_hash({**cell.to_dict(), "method_options": full[raw], "training": None})
         if key in seen:
             at = (f" at time budget {cell.time_budget:g} s" if isinstance(cell, TimeCell)
                   else f" at N = {cell.n_steps}" if cell.n_steps else "")
