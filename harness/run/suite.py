@@ -185,9 +185,6 @@ _TOP_KEYS = {f.name for f in fields(Suite)} - {"task_settings"}
 TASK_SETTINGS = ("n_samples", "n_eval", "repeats", "budgets", "training", "time_budgets",
                  "time_batch", "seeds", "selection_seeds", "metrics", "metric_options",
                  "primary_metric", "reference", "margins")
-_METHOD_KEYS = {"name", "tasks", "budgets", "time_budgets", "training"}
-
-
 
 
 def _compile_list(value: Any, what: str) -> list[str | bool]:

@@ -18,7 +18,7 @@ from harness.records.cell import Cell, TimeCell
 from harness.registry import methods, metrics, tasks
 
 if TYPE_CHECKING:
-    from harness.run.suite import Suite
+    from harness.run.suite import MethodSpec, Suite
 
 
 def _check_training(training: Any, where: str) -> None:
@@ -47,10 +47,10 @@ def _check_training(training: Any, where: str) -> None:
 
 
 def _check_cycles(suite: Suite, name: str, task: Any, source: str,
-                  method: Any = None) -> None:
+                  method: MethodSpec | None = None) -> None:
     """With patience, the first cycle (``steps``) fits under each cap of the task's training
     as its cells get it (the task's defaults, the suite's, the task's and ``method``'s (a
-    MethodSpec) overrides): a cap below it would leave the network untrained."""
+    method entry's) overrides): a cap below it would leave the network untrained."""
     training = {**suite.training, **suite.task_settings.get(name, {}).get("training", {}),
                 **((method and method.training) or {})}
     config = replace(task.train_config, **training)
