@@ -52,7 +52,7 @@ def optimise(
             value = float(held_out())
         if curve is not None:
             curve.append([len(losses), value])
-        if value < best * (1 - config.min_delta):
+        if improves(value, best, config):
             best, stale = value, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
@@ -66,6 +66,12 @@ def optimise(
     if stopped is not None:
         stopped.append(why)
     return losses
+
+
+def improves(value: float, best: float, config: TrainConfig) -> bool:
+    """Whether a held-out loss improves on the best so far by ``config.min_delta`` (relative):
+    the rule that keeps a cycle's weights."""
+    return value < best * (1 - config.min_delta)
 
 
 def _cycle(net: nn.Module, batch_loss: Callable[[torch.Generator], torch.Tensor],
@@ -113,7 +119,7 @@ def convergence(curve: list[list[float]], config: TrainConfig | None = None,
         # not the curve's minimum, which a smaller fall may have set.
         best_step, best = curve[0]
         for step, value in curve[1:]:
-            if value < best * (1 - config.min_delta):
+            if improves(value, best, config):
                 best_step, best = step, value
         capped = stopped == "cap"
         return {**record, "criterion": "held-out loss at each cycle's end",
