@@ -331,3 +331,27 @@ def test_smollm2_judges_natural_text_and_loads_from_the_cache(tmp_path: Path) ->
                          timeout=300, check=True)
     assert out.stdout.split()[-2:] == ["1", "0"], out.stdout + out.stderr
     lm.clear_memo()
+
+
+def test_judge_precision_resolves_auto_by_what_the_device_computes_natively(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert lm.judge_precision("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert lm.judge_precision("auto", "cpu") == "float32"  # emulated bf16 is slower
+    assert lm.judge_precision("bfloat16", "cpu") == "bfloat16"  # asked for: as asked
+    with pytest.raises(ConfigError, match="'half'.*auto, float32, bfloat16"):
+        lm.judge_precision("half")
+    with pytest.raises(ValueError, match="precision='half'"):
+        tm.JudgeNLLChar(precision="half")
+
+
+@needs_transformers
+def test_judge_in_bfloat16_is_keyed_apart_and_close_to_float32(tiny_lm_folder: Path) -> None:
+    samples = torch.tensor([encode("the cat sat on the mat"), encode("a dog ran far far away")])
+    full = tm.judge_result(samples, str(tiny_lm_folder), precision="float32")
+    half = tm.judge_result(samples, str(tiny_lm_folder), precision="bfloat16")
+    assert full["n_tokens"] == half["n_tokens"]
+    assert half["nll_per_char"] != full["nll_per_char"]  # computed afresh, not the memo's
+    assert half["nll_per_char"] == pytest.approx(full["nll_per_char"], rel=0.02)

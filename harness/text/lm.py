@@ -273,3 +273,27 @@ def judge_cache_key(spec: str = SMOLLM2) -> str:
 def clear_memo() -> None:
     """Forget the in-process loads (the next load comes from the cache or the source)."""
     _LOADED.clear()
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def judge_precision(precision: str = "auto", device: str = "cpu") -> str:
+    """The precision the judge's forward pass runs in: "float32", or "bfloat16" under
+    autocast (the weights stay float32, the log-softmax too).
+
+    "auto" picks bfloat16 where the device computes it natively (a CPU with AVX512-BF16 or
+    AMX, a CUDA GPU that supports it: about twice the speed; NLL per character moved by about
+    0.001 nats on SmolLM2), else float32 (emulated bfloat16 is slower than float32)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"judge precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    kind = torch.device(device).type
+    if kind == "cuda":
+        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    elif kind == "cpu":
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    else:
+        native = False
+    return "bfloat16" if native else "float32"

@@ -110,17 +110,23 @@ JUDGE_SCORES_VERSION = 1  # bump when the judge_nll module's numbers change
 
 
 def judge_result(samples: torch.Tensor, judge: str = "smollm2", batch_size: int = 32,
-                 max_samples: int | None = None, seed: int = 0) -> dict[str, float]:
+                 max_samples: int | None = None, seed: int = 0,
+                 precision: str = "auto") -> dict[str, float]:
     """judge_nll's numbers for ``samples`` (ids) under ``judge``, memoised by their hash.
 
-    With ``max_samples`` and more samples than that, a subset drawn with ``seed`` is judged."""
-    from harness.text.lm import judge_cache_key, load_causal_lm
+    With ``max_samples`` and more samples than that, a subset drawn with ``seed`` is judged;
+    ``precision`` is the forward pass's (harness.text.lm.judge_precision; "auto" resolved
+    here, and the resolved one keys the result)."""
+    from harness.text.lm import judge_cache_key, judge_precision, load_causal_lm
 
     device = str(samples.device)
     subset = max_samples is not None and len(samples) > max_samples
+    precision = judge_precision(precision, device)
     ident = {"samples": tensor_sha256(samples), "judge": judge, "device": device,
              "batch_size": batch_size, "subset": max_samples if subset else None,
-             "seed": int(seed) if subset else None}
+             "seed": int(seed) if subset else None,
+             # float32 keeps the keys of scores cached before precision was an option
+             **({"precision": precision} if precision != "float32" else {})}
     key = tuple(ident.values())
     if key not in _JUDGE_RESULTS:
         def build() -> dict[str, Any]:
@@ -131,7 +137,8 @@ def judge_result(samples: torch.Tensor, judge: str = "smollm2", batch_size: int 
                 texts = [texts[i] for i in sorted(pick[:max_samples].tolist())]
             tokenizer, model = load_causal_lm(judge, device)
             result = evaluate_module("judge_nll").compute(
-                predictions=texts, model=model, tokenizer=tokenizer, batch_size=batch_size)
+                predictions=texts, model=model, tokenizer=tokenizer, batch_size=batch_size,
+                autocast_dtype=getattr(torch, precision) if precision != "float32" else None)
             return {"json": json.dumps(result)}
 
         # On disk too, by the samples' bytes and the judge's weights: a rerun with a warm cache
@@ -149,14 +156,17 @@ class JudgeNLL(Metric):
     """Mean NLL per token of the samples under a pretrained judge LM (lower is better).
 
     Options: ``judge`` ("smollm2", or a local model folder / .gguf file: harness.text.lm),
-    ``batch_size``, and ``max_samples`` (judge at most this many, a subset drawn with the
-    cell's seed; None: all). It runs on the samples' device. Cost: about 2 x (parameters)
+    ``batch_size``, ``max_samples`` (judge at most this many, a subset drawn with the
+    cell's seed; None: all) and ``precision`` ("auto": bfloat16 autocast where the device
+    has it natively, else float32; harness.text.lm.judge_precision). It runs on the samples'
+    device. Cost: about 2 x (parameters)
     FLOPs per token, 0.27 GFLOP for SmolLM2 (a 64-character sample is 12-13 tokens of
     natural text, up to about 30 of random letters)."""
 
     judge: str = "smollm2"
     batch_size: int = 32
     max_samples: int | None = None
+    precision: str = "auto"
     higher_is_better = False
     result_key = "mean_nll"
 
@@ -166,11 +176,16 @@ class JudgeNLL(Metric):
             check_positive_ints(self, "max_samples")
         if not isinstance(self.judge, str) or not self.judge:
             raise ValueError(f"judge must be 'smollm2' or a local model path, got {self.judge!r}")
+        from harness.text.lm import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
 
     @torch.no_grad()
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,
                 stats: dict[str, torch.Tensor] | None = None) -> float:
-        result = judge_result(samples, self.judge, self.batch_size, self.max_samples, seed)
+        result = judge_result(samples, self.judge, self.batch_size, self.max_samples, seed,
+                              self.precision)
         return float(result[self.result_key])
 
 

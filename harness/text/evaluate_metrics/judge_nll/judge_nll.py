@@ -32,6 +32,9 @@ Args:
     batch_size (int, optional): texts per forward pass, default 32.
     start_token_id (int, optional): the token read before each text (default BOS, else EOS).
     max_length (int, optional): truncate each text's tokens to this many, default None.
+    autocast_dtype (torch.dtype, optional): run the model's forward pass under
+        ``torch.autocast`` with this dtype (e.g. torch.bfloat16; the log-softmax stays
+        float32), default None (the model's own dtype).
 Returns:
     "mean_nll", "perplexity", "nll_per_char" (floats), "n_tokens", "n_chars" (ints).
 """
@@ -58,7 +61,7 @@ class JudgeNll(evaluate.Metric):
         )
 
     def _compute(self, predictions, model=None, tokenizer=None, batch_size=32,
-                 start_token_id=None, max_length=None):
+                 start_token_id=None, max_length=None, autocast_dtype=None):
         if model is None or tokenizer is None:
             raise ValueError("judge_nll needs model=<causal LM> and tokenizer=<its tokenizer>")
         start = start_token(tokenizer, start_token_id)
@@ -81,7 +84,9 @@ class JudgeNll(evaluate.Metric):
                     ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
                     mask[row, : len(seq)] = 1
                 ids, mask = ids.to(device), mask.to(device)
-                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+                with torch.autocast(device.type, dtype=autocast_dtype,
+                                    enabled=autocast_dtype is not None):
+                    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
                 logp = torch.log_softmax(logits.float(), dim=-1)
                 nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
                 scored = mask[:, 1:].bool()
