@@ -156,9 +156,8 @@ def _time_reference_run(cell: Cell, ctx: CellContext, plan: SamplingPlan, networ
         x_ref = plan.reference_start(cell.n_samples, g_ref)
     else:
         x_ref = torch.randn(shape, generator=g_ref, device=ctx.device)
-    # No warm-up of its own: the plan's calls just warmed this network on this batch shape.
     ref, ref_nfe = time_reference(plan, network, x_ref, clock.time,
-                                  lambda: ctx.generator("reference-sample"), 0, cell.repeats)
+                                  lambda: ctx.generator("reference-sample"), cell.repeats)
     call = time_calls(network, x_ref, plan.t0, clock.time, cell.warmup, cell.repeats)
     return ref, ref_nfe, call
 

@@ -87,14 +87,13 @@ def time_plan(plan: SamplingPlan, network: Any, batch: int, time_fn: TimeFn,
 
 
 def time_reference(plan: SamplingPlan, network: Any, x_start: torch.Tensor, time_fn: TimeFn,
-                   generator: Callable[[], torch.Generator], warmup: int,
-                   repeats: int) -> tuple[Timing, int]:
+                   generator: Callable[[], torch.Generator], repeats: int) -> tuple[Timing, int]:
     """Time the plan's ``reference_integrate`` (the full grid from t = 0) from ``x_start`` with
     ``network`` counted; returns its Timing and the first call's NFE.
 
-    ``warmup`` = 0: the network is already warm on this batch (the plan's own calls just ran
-    it), so every call is timed and the first is one of the repeats (on the default suite the
-    first reference run took 1.00x the next one, median over 365 cells)."""
+    No warm-up: the plan's own calls just ran this network on this batch, so every call is
+    timed and the first is one of the repeats (on the default suite the first reference run
+    took 1.00x the next one, median over 365 cells)."""
     counter = CountingNetwork(network)
 
     def once() -> tuple[float, int]:
@@ -104,12 +103,8 @@ def time_reference(plan: SamplingPlan, network: Any, x_start: torch.Tensor, time
         return t, counter.reset()
 
     with torch.no_grad():
-        if warmup > 0:
-            first, runs = repeat(once, warmup, max(repeats, 1))
-        else:
-            runs = [once() for _ in range(max(repeats, 1))]
-            first = runs[0]
-    return Timing([r[0] for r in runs], first[0]), first[1]
+        runs = [once() for _ in range(max(repeats, 1))]
+    return Timing([r[0] for r in runs], runs[0][0]), runs[0][1]
 
 
 def describe(cell: Cell, method: Method, plan: SamplingPlan,

@@ -278,6 +278,12 @@ def clear_memo() -> None:
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+def check_precision(value: str, what: str) -> None:
+    """A ConfigError naming ``what`` unless ``value`` is one of PRECISIONS."""
+    if value not in PRECISIONS:
+        raise ConfigError(f"{what}={value!r}; allowed: {', '.join(PRECISIONS)}")
+
+
 def judge_precision(precision: str = "auto", device: str = "cpu") -> str:
     """The precision the judge's forward pass runs in: "float32", or "bfloat16" under
     autocast (the weights stay float32, the log-softmax too).
@@ -285,8 +291,7 @@ def judge_precision(precision: str = "auto", device: str = "cpu") -> str:
     "auto" picks bfloat16 where the device computes it natively (a CPU with AVX512-BF16 or
     AMX, a CUDA GPU that supports it: about twice the speed; NLL per character moved by about
     0.001 nats on SmolLM2), else float32 (emulated bfloat16 is slower than float32)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"judge precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    check_precision(precision, "judge precision")
     if precision != "auto":
         return precision
     kind = torch.device(device).type

@@ -176,10 +176,9 @@ class JudgeNLL(Metric):
             check_positive_ints(self, "max_samples")
         if not isinstance(self.judge, str) or not self.judge:
             raise ValueError(f"judge must be 'smollm2' or a local model path, got {self.judge!r}")
-        from harness.text.lm import PRECISIONS
+        from harness.text.lm import check_precision
 
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
+        check_precision(self.precision, "precision")
 
     @torch.no_grad()
     def compute(self, samples: torch.Tensor, reference: torch.Tensor, seed: int,

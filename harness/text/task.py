@@ -29,7 +29,7 @@ from harness.nn.training import TrainConfig
 from harness.nn.transformer import TokenTransformer
 from harness.plugins import Task, TaskData
 from harness.text.alphabet import VOCAB_SIZE
-from harness.text.lm import PRECISIONS, judge_precision
+from harness.text.lm import check_precision, judge_precision
 
 BASE_METRICS = ("char-nll", "distinct-2", "self-bleu", "word-validity", "verbatim-rate",
                 "novelty-lcs")
@@ -88,9 +88,7 @@ class TextTask(Task):
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
         if self.refiner_name not in REFINERS:
             raise ValueError(f"refiner_name={self.refiner_name!r}; allowed: {', '.join(REFINERS)}")
-        if self.judge_precision not in PRECISIONS:
-            raise ValueError(f"judge_precision={self.judge_precision!r}; allowed: "
-                             f"{', '.join(PRECISIONS)}")
+        check_precision(self.judge_precision, "judge_precision")
         if not 0 < self.control_substitute < 1:
             raise ValueError(f"control_substitute={self.control_substitute} must lie in (0, 1)")
         self.control_options = {"substitute": self.control_substitute}
