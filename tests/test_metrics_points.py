@@ -144,6 +144,18 @@ def test_chunked_pair_sums_match_dense(monkeypatch) -> None:
     assert (KNNPrecision().compute(x, y, 0), KNNRecall().compute(x, y, 0)) == dense_pr
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_swd_column_sort_on_the_cpu_equals_torchs(dtype) -> None:
+    """The CPU path sorts with NumPy (faster); its values are torch's, bit for bit, ties and
+    a non-contiguous input included."""
+    import harness.points.metrics as points
+
+    q = torch.randn(300, 40, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    q[::7] = q[1]  # repeated rows: ties in every column
+    for view in (q, q.T.contiguous().T):
+        assert torch.equal(points._sort_columns(view), view.sort(dim=0).values)
+
+
 def test_float64_and_mixed_devices_keep_working(ref, same) -> None:
     value = EnergyDistance().compute(same.double(), ref, seed=0)
     assert value == pytest.approx(EnergyDistance().compute(same, ref, seed=0), abs=1e-4)
