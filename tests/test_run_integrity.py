@@ -100,6 +100,11 @@ def test_cells_read_again_are_validated_again_once_edited(tmp_path) -> None:
     first, again = read_cells(run), read_cells(run)
     assert [r.to_json() for r in first] == [r.to_json() for r in again]
     path = sorted((run / "cells").glob("*.json"))[0]
+    from harness.records import store
+
+    mine = store._validated(path)  # each read is a copy of its own: changing it changes no other
+    mine["identity"]["cell_id"] = "changed"
+    assert store._validated(path)["identity"]["cell_id"] == path.stem
     text = path.read_text()
     bad = text.replace('"schema_version": "2"', '"schema_version": "X"', 1)
     assert bad != text and len(bad) == len(text)

@@ -78,6 +78,8 @@ def test_until_decided_adds_seeds_only_for_undecided_rows_and_resumes(
     # Where the time went, printed and kept.
     assert "time:" in out and "preparing" in out and "metrics" in out
     assert manifest["time"]["cells"] > 0 and "swd" in manifest["time"]["metrics_s"]
+    assert manifest["time"]["before_cells_s"] > 0 and manifest["time"]["rest_s"] >= 0
+    assert "the rest of the workers' time" in out
     # A rerun resumes: nothing left to do, nothing redone.
     before = finished_cells(run)
     assert _run(tmp_path, EVIDENCE, "--until-decided") == 0

@@ -115,3 +115,24 @@ def test_an_entry_built_inside_another_is_counted_once(tmp_path: Path) -> None:
     cache.load_or_build("models", {"outer": 1}, outer)
     assert cache.meta("models", {"inner": 1})["build_s"] >= 0.3
     assert cache.meta("models", {"outer": 1})["build_s"] < 0.25  # its own time only
+
+
+def test_the_time_book_accounts_for_the_wall_before_the_cells_and_the_workers_rest() -> None:
+    """The printed breakdown adds up: work, plus the workers' rest, is the workers' time from
+    the first cell on; the seconds before it (the t0 advice) are named apart."""
+    from types import SimpleNamespace
+
+    from harness.run.accounting import TimeBook
+
+    book = TimeBook(workers=2)
+    book.before_s = 10.0
+    book.prepared(SimpleNamespace(task="digits", method="full-fm"), 120.0)
+    book.prepared(SimpleNamespace(task="digits", method="ws-fm"), 30.0)
+    times = book.as_dict(wall_s=110.0)
+    assert times["rest_s"] == 2 * (110 - 10) - 150 == 50
+    assert times["before_cells_s"] == 10 and times["workers"] == 2
+    assert times["preparing_s"] == {"digits / full-fm": 120.0, "digits / ws-fm": 30.0}
+    first, *_, rest = book.lines(110.0)
+    assert "110 s wall" in first and "10 s of it before them" in first and "2 workers" in first
+    assert rest.startswith("  the rest of the workers' time: 50 s")
+    assert TimeBook(workers=1).rest_s(0.0) == 0.0  # never negative

@@ -166,7 +166,7 @@ def run_suite(
 
 def _run(suite: Suite, run_dir: Path, manifest: dict[str, Any], cache: Cache,
          progress: bool, spec: ExecutorSpec, until_decided: bool = False) -> None:
-    run_id, start, book = manifest["run_id"], time.perf_counter(), TimeBook()
+    run_id, start, book = manifest["run_id"], time.perf_counter(), TimeBook(spec.workers)
     _write_references(suite, run_dir)
     cells, todo = _cells(suite, run_dir, manifest)
     reused = len(cells) - len(todo)
@@ -182,6 +182,7 @@ def _run(suite: Suite, run_dir: Path, manifest: dict[str, Any], cache: Cache,
         check_compile(backend, suite.device)  # fails here, not after hours of other cells
     # t0 advice per task and warm-start draft, from the data alone, before any WS-FM training.
     advise_run(suite, run_dir, cache, progress=progress)
+    book.before_s = time.perf_counter() - start
 
     def emit(record: CellRecord, samples: Any) -> None:
         records.write_cell(run_dir, record, samples)
