@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from harness.nn.config import TrainConfig
-from harness.nn.training import convergence, optimise
+from harness.nn.training import adam, convergence, optimise
+from harness.nn.unet import TimeUNet
 
 
 def _problem() -> tuple[nn.Module, callable]:
@@ -253,3 +254,26 @@ def test_a_methods_own_training_applies_to_its_cells_alone(tmp_path) -> None:
                      'init = "finetune"\ntraining = { pairs_max_steps = 40 }\n')
     with pytest.raises(ConfigError, match="given twice"):
         parse_suite(tomllib.loads(twice))
+
+
+def test_the_shared_adam_updates_weights_exactly_as_torchs_per_tensor_adam() -> None:
+    # Every cached model and every figure was made with torch's per-tensor Adam on the CPU:
+    # the multi-tensor update the harness uses must not move a single bit of them.
+    def train(make_optimiser) -> torch.Tensor:
+        torch.manual_seed(0)
+        net = TimeUNet(channels=1, base=8, image_size=8)
+        opt = make_optimiser(net.parameters())
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            x, t = torch.randn(8, 1, 8, 8, generator=g), torch.rand(8, generator=g)
+            loss = (net(x, t) - x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    options = {"lr": 1e-2, "betas": (0.5, 0.999), "weight_decay": 1e-4}
+    ours = train(lambda params: adam(params, **options))
+    theirs = train(lambda params: torch.optim.Adam(params, foreach=False, **options))
+    assert torch.equal(ours, theirs)
+    assert not torch.equal(ours, train(lambda params: adam(params, lr=2e-2)))  # it trains

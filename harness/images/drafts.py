@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.checks import check_positive_ints
+from harness.nn.training import adam
 from harness.plugins import Draft
 
 _SAMPLE_CHUNK = 4096  # images per generator forward pass when sampling
@@ -111,8 +112,8 @@ class DCGANDraft(Draft):
         shape = [int(s) for s in train.shape[1:]]
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         gen, disc = self._make(shape, seed)
-        opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_g = adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
         data = train.detach().float().cpu()
         gen.train()
         disc.train()

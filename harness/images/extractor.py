@@ -15,6 +15,7 @@ from torch import nn
 from harness.cache import Cache, tensor_sha256
 from harness.hashing import stable_hash
 from harness.images.pixels import to_uint8
+from harness.nn.training import adam
 
 EXTRACTOR_VERSION = 1
 FEATURE_DIM = 128
@@ -80,7 +81,7 @@ def train_domain_extractor(
     x = to_uint8(images).float() / 127.5 - 1.0
     if labels is not None:
         gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(net.parameters(), lr=_TRAIN["lr"])
+        opt = adam(net.parameters(), lr=_TRAIN["lr"])
         for _ in range(_TRAIN["epochs"]):
             for idx in torch.randperm(len(x), generator=gen).split(_TRAIN["batch_size"]):
                 loss = nn.functional.cross_entropy(net(x[idx])[1], labels[idx])

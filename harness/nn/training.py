@@ -9,13 +9,21 @@ diffusion and AR losses in baselines/); this loop only steps the optimiser and r
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from harness.nn.config import TrainConfig
+
+
+def adam(params: Iterable[torch.Tensor], **options: Any) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with its multi-tensor (foreach) update, which torch uses by default
+    only on CUDA: on the CPU it computes the same numbers, bit for bit, in one call per update
+    rule instead of one per tensor (the U-Net's step: 1.1 ms instead of 1.6, of about 16)."""
+    return torch.optim.Adam(params, foreach=True, **options)
 
 
 def optimise(
@@ -80,7 +88,7 @@ def _cycle(net: nn.Module, batch_loss: Callable[[torch.Generator], torch.Tensor]
            curve: list[list[float]] | None, checks: set[int], done: int) -> list[float]:
     """One cosine cycle of ``steps`` Adam steps from ``config.lr``; the held-out loss at the
     steps in ``checks`` goes to ``curve``. Leaves the network in eval mode."""
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    opt = adam(net.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     net.train()
     losses: list[float] = []
