@@ -54,9 +54,11 @@ def seeded_generator(seed: int, purpose: str, device: torch.device | str = "cpu"
     return torch.Generator(device=device).manual_seed(int(digest[:15], 16))
 
 
-def plugin_key(name: str, obj: Any) -> dict[str, Any]:
-    """What identifies a plugin instance in a cache key: name, options and ``version``."""
+def plugin_key(name: str, obj: Any, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What identifies a plugin instance in a cache key: name, options (less ``leave_out``)
+    and ``version``."""
     options = asdict(obj) if is_dataclass(obj) else {}
+    options = {k: v for k, v in options.items() if k not in leave_out}
     return {"name": name, "options": options, "version": getattr(obj, "version", "1")}
 
 
@@ -84,7 +86,9 @@ class CellContext:
         # What the worker running this cell keeps loaded (a fresh one: nothing shared).
         self.memo = memo if memo is not None else Memo()
         # The task without its data: what the data (and its hash) are memoised under.
-        self._task_spec = {"harness": __version__, "task": plugin_key(task_name, self.task)}
+        # Its judging options are not part of it: no artefact depends on them.
+        self._task_spec = {"harness": __version__, "task": plugin_key(
+            task_name, self.task, leave_out=tuple(self.task.judging_options))}
         # "kind/hash" -> seconds it took to build, of every draft, pair set and network this
         # context used (and what each needed to be built, a fine-tune's full model say);
         # None where the cache entry predates the record (harness.cache, "build_s").
@@ -222,9 +226,14 @@ class CellContext:
         return self._pairs(draft_name)[2]
 
     def network_key(self, kind: str, key: dict[str, Any]) -> dict[str, Any]:
-        """The cache key of network ``kind`` with the method's ``key`` (training is on-device)."""
+        """The cache key of network ``kind`` with the method's ``key`` (training is on-device).
+
+        The task's draft options are not in it: a network trained on pairs has their key in
+        ``key`` (a warm start's), and one that no draft feeds does not depend on them."""
+        leave_out = tuple(self.task.judging_options) + tuple(self.task.draft_options)
         return {
             **self.task_key,
+            "task": plugin_key(self.task_name, self.task, leave_out=leave_out),
             "model": kind,
             "train_config": self.train_config.key(),
             "seed": self.seed,

@@ -100,6 +100,47 @@ def test_keys_change_with_every_input(tmp_path, monkeypatch) -> None:
     assert _keys(_ctx(tmp_path)) == base
 
 
+def test_draft_options_key_the_drafts_and_pairs_but_not_networks_no_draft_feeds(tmp_path) -> None:
+    base = _keys(_ctx(tmp_path))
+    for option in ({"good_components": 3}, {"control_noise": 0.3},
+                   {"refiner_name": "nearest-neighbour"}):
+        changed = _keys(_ctx(tmp_path, option))
+        assert base["network"] == changed["network"], option  # full FM is reused
+        assert base["pairs"] != changed["pairs"], option  # what a warm start trains on is not
+    # A warm start's network names its pairs in its own key: a new draft retrains it.
+    other = _ctx(tmp_path, {"good_components": 3})
+    ctx = _ctx(tmp_path)
+    assert (ctx.network_key("flow", {"pairs": stable_hash(ctx.pairs_key("good"))})
+            != other.network_key("flow", {"pairs": stable_hash(other.pairs_key("good"))}))
+
+
+def test_judging_options_key_nothing_and_every_listed_option_is_a_task_field(tmp_path) -> None:
+    from dataclasses import fields
+
+    from harness.context import CellContext
+    from harness.registry import tasks
+
+    for name in tasks.names():
+        task_class = tasks.get(name)
+        names = {f.name for f in fields(task_class)}
+        listed = set(task_class.draft_options) | set(task_class.judging_options)
+        assert listed <= names, (name, listed - names)  # a misspelt option would key on
+    cache = Cache(tmp_path / "cache")
+
+    def keys(**options: Any) -> dict[str, str]:
+        ctx = CellContext("text", {"n_train": 64, "n_test": 32, **options}, 0, "cpu", cache,
+                          progress=False, memo=_WORKER[0])
+        return {**_keys(ctx), "task": stable_hash(ctx.task_key)}
+
+    base = keys()
+    assert keys(judge_samples=7, judge_precision="float32", judge="none") == base
+    # The task's own key keeps its draft options (drafts and pairs are keyed under it): only
+    # the network no draft feeds leaves them out.
+    assert (_changed(base, keys(good_draft={"hidden": 8, "steps": 5}))
+            == {"draft", "pairs", "task"})
+    assert _changed(base, keys(d_model=32, n_head=4)) == {"draft", "pairs", "network", "task"}
+
+
 def test_keys_change_with_data_content_and_device_type(tmp_path) -> None:
     from harness.plugins import TaskData
 

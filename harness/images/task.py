@@ -58,6 +58,8 @@ class ImageTask(Task):
 
     channels = 1  # declared shape: class constants here, options in image-folder
     image_size = None
+    draft_options = ("gan_steps", "gan_width", "pca_components", "control_blur",
+                     "refiner_name", "refiner_options", "n_pairs")
     modality = "images"
     metrics = ("fid", "kid", "isc", "fidelity-precision", "fidelity-recall", "copy-rate")
     primary_metric = "fid"

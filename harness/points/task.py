@@ -79,6 +79,8 @@ class Toy2D(Task):
     refiner_options: dict[str, Any] = field(default_factory=dict)
 
     generator_name = ""
+    draft_options = ("good_components", "poor_components", "control_noise", "refiner_name",
+                     "refiner_options")
     modality = "points"
     metrics = ("swd", "mmd", "energy", "precision", "recall", "copy-rate")
     primary_metric = "swd"

@@ -73,6 +73,9 @@ class TextTask(Task):
     # The positive control's corruption: each character replaced at random with this chance.
     control_substitute: float = 0.15
 
+    draft_options = ("good_draft", "poor_draft", "control_substitute", "refiner_name",
+                     "refiner_options", "n_pairs")
+    judging_options = ("judge", "judge_samples", "judge_precision")
     modality = "text"
     # 2: the text network reads its context (harness.nn.transformer); models of version 1
     # are not loaded into it.
