@@ -85,10 +85,13 @@ class CellContext:
         self.progress = progress
         # What the worker running this cell keeps loaded (a fresh one: nothing shared).
         self.memo = memo if memo is not None else Memo()
-        # The task without its data: what the data (and its hash) are memoised under.
-        # Its judging options are not part of it: no artefact depends on them.
+        # The task without its data: what the data (and its hash) are memoised under, and
+        # what every key starts from. Not its judging options (no artefact depends on them)
+        # nor its draft options (each keys only the draft or pairs that read it, through
+        # their own keys: ``Task.draft_options``).
+        leave_out = tuple(self.task.judging_options) + tuple(self.task.draft_options)
         self._task_spec = {"harness": __version__, "task": plugin_key(
-            task_name, self.task, leave_out=tuple(self.task.judging_options))}
+            task_name, self.task, leave_out=leave_out)}
         # "kind/hash" -> seconds it took to build, of every draft, pair set and network this
         # context used (and what each needed to be built, a fine-tune's full model say);
         # None where the cache entry predates the record (harness.cache, "build_s").
@@ -106,7 +109,8 @@ class CellContext:
 
     @property
     def task_key(self) -> dict[str, Any]:
-        """The part of every key naming the task: harness version, task, options, data hash."""
+        """The part of every key naming the task: harness version, task, options (less its
+        judging and draft options), data hash."""
         return {**self._task_spec, "data_sha256": self.data_sha256}
 
     def _cached(self, kind: str, key: dict[str, Any], build: Callable[[], dict[str, Any]],
@@ -228,12 +232,11 @@ class CellContext:
     def network_key(self, kind: str, key: dict[str, Any]) -> dict[str, Any]:
         """The cache key of network ``kind`` with the method's ``key`` (training is on-device).
 
-        The task's draft options are not in it: a network trained on pairs has their key in
-        ``key`` (a warm start's), and one that no draft feeds does not depend on them."""
-        leave_out = tuple(self.task.judging_options) + tuple(self.task.draft_options)
+        The task's draft options are not in it (``task_key``): a network trained on pairs has
+        their key in ``key`` (a warm start's), and one that no draft feeds does not depend on
+        them."""
         return {
             **self.task_key,
-            "task": plugin_key(self.task_name, self.task, leave_out=leave_out),
             "model": kind,
             "train_config": self.train_config.key(),
             "seed": self.seed,

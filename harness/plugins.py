@@ -66,10 +66,10 @@ class Task(ABC):
     # Options for the task's metrics by name (a judge model's path, say); defaults otherwise.
     metric_options: dict[str, dict[str, Any]] = {}
     samples_kept: int = 1000  # samples stored per cell (and held-out points per run) for plots
-    # Option fields (dataclass fields) that only the drafts, their pairs and the controls read:
-    # the drafts' and pairs' keys hold them (and so do the warm starts' trained on the pairs),
-    # the keys of networks no draft feeds (full FM's, the baselines') do not, so a new draft
-    # setting reuses those networks.
+    # Option fields (dataclass fields) that only the drafts, their pairs and the controls read.
+    # No key holds them as task options: each must reach a draft's options (``drafts``,
+    # ``control_options``), ``refiner`` or ``n_pairs``, and keys only that draft or the pairs
+    # (and the warm starts trained on them). A new draft setting reuses every other model.
     draft_options: tuple[str, ...] = ()
     # Option fields that change only how samples are judged (a judge model's sample count,
     # say), keyed by the metric's own options: no cache key holds them, so changing one

@@ -100,18 +100,62 @@ def test_keys_change_with_every_input(tmp_path, monkeypatch) -> None:
     assert _keys(_ctx(tmp_path)) == base
 
 
-def test_draft_options_key_the_drafts_and_pairs_but_not_networks_no_draft_feeds(tmp_path) -> None:
-    base = _keys(_ctx(tmp_path))
-    for option in ({"good_components": 3}, {"control_noise": 0.3},
-                   {"refiner_name": "nearest-neighbour"}):
-        changed = _keys(_ctx(tmp_path, option))
-        assert base["network"] == changed["network"], option  # full FM is reused
-        assert base["pairs"] != changed["pairs"], option  # what a warm start trains on is not
-    # A warm start's network names its pairs in its own key: a new draft retrains it.
-    other = _ctx(tmp_path, {"good_components": 3})
-    ctx = _ctx(tmp_path)
-    assert (ctx.network_key("flow", {"pairs": stable_hash(ctx.pairs_key("good"))})
-            != other.network_key("flow", {"pairs": stable_hash(other.pairs_key("good"))}))
+# Each built-in task's draft options, a changed value for each, and the drafts it must re-key
+# (their pairs too; "pairs" alone: every draft's pairs, not the drafts themselves).
+DRAFT_OPTION_CHANGES: dict[str, tuple[dict[str, Any], dict[str, tuple[Any, set[str]]]]] = {
+    "two-moons": (TASK, {
+        "good_components": (3, {"good"}), "poor_components": (3, {"poor"}),
+        "control_noise": (0.3, {"positive"}), "refiner_name": ("nearest-neighbour", {"pairs"}),
+        "refiner_options": ({"block": 50}, {"pairs"})}),
+    "digits": ({"n_test": 60}, {
+        "gan_steps": (7, {"good"}), "gan_width": (8, {"good"}),
+        "pca_components": (3, {"poor"}), "control_blur": (0.3, {"positive"}),
+        "refiner_name": ("nearest-neighbour", {"pairs"}),
+        "refiner_options": ({"block": 50}, {"pairs"}), "n_pairs": (64, {"pairs"})}),
+    "text": ({"n_train": 64, "n_test": 32}, {
+        "good_draft": ({"hidden": 8, "steps": 5}, {"good"}),
+        "poor_draft": ({"hidden": 8, "steps": 5}, {"poor"}),
+        "control_substitute": (0.5, {"positive"}),
+        "refiner_name": ("text-nearest-neighbour", {"pairs"}),
+        "refiner_options": ({"min_count": 2}, {"pairs"}), "n_pairs": (64, {"pairs"})}),
+}
+DRAFTS = ("good", "poor", "positive", "negative")
+
+
+@pytest.mark.parametrize("task", sorted(DRAFT_OPTION_CHANGES))
+def test_a_draft_option_keys_its_own_draft_and_pairs_and_nothing_else(tmp_path, task) -> None:
+    from harness.context import CellContext
+    from harness.registry import tasks
+
+    base_options, changes = DRAFT_OPTION_CHANGES[task]
+    assert set(changes) == set(tasks.get(task).draft_options)  # a new option needs a row here
+    cache = Cache(tmp_path / "cache")
+
+    def keys(**options: Any) -> dict[str, str]:
+        ctx = CellContext(task, {**base_options, **options}, 0, "cpu", cache, progress=False,
+                          memo=_WORKER[0])
+        full_fm = ctx.network_key("flow", {"t_start": 0.0, "source": "noise"})
+        return {"full-fm": stable_hash(full_fm), "task": stable_hash(ctx.task_key),
+                **{f"draft {d}": stable_hash(ctx.draft_key(d)) for d in DRAFTS},
+                **{f"pairs {d}": stable_hash(ctx.pairs_key(d)) for d in DRAFTS}}
+
+    base = keys()
+    for option, (value, moved) in changes.items():
+        every = moved == {"pairs"}
+        expected = ({f"pairs {d}" for d in DRAFTS} if every
+                    else {f"{kind} {d}" for d in moved for kind in ("draft", "pairs")})
+        assert _changed(base, keys(**{option: value})) == expected, option
+    # A warm start's network names its pairs in its own key: a new good draft retrains the
+    # good draft's warm start, and only it.
+    ctx, other = (CellContext(task, {**base_options, **o}, 0, "cpu", cache, progress=False,
+                              memo=_WORKER[0])
+                  for o in ({}, {next(iter(changes)): changes[next(iter(changes))][0]}))
+
+    def warm_start(c: Any, draft: str) -> str:
+        return stable_hash(c.network_key("flow", {"pairs": stable_hash(c.pairs_key(draft))}))
+
+    assert warm_start(ctx, "good") != warm_start(other, "good")
+    assert warm_start(ctx, "poor") == warm_start(other, "poor")
 
 
 def test_judging_options_key_nothing_and_every_listed_option_is_a_task_field(tmp_path) -> None:
@@ -134,10 +178,8 @@ def test_judging_options_key_nothing_and_every_listed_option_is_a_task_field(tmp
 
     base = keys()
     assert keys(judge_samples=7, judge_precision="float32", judge="none") == base
-    # The task's own key keeps its draft options (drafts and pairs are keyed under it): only
-    # the network no draft feeds leaves them out.
-    assert (_changed(base, keys(good_draft={"hidden": 8, "steps": 5}))
-            == {"draft", "pairs", "task"})
+    # The task's own key leaves out its draft options too: the good draft's own key holds them.
+    assert _changed(base, keys(good_draft={"hidden": 8, "steps": 5})) == {"draft", "pairs"}
     assert _changed(base, keys(d_model=32, n_head=4)) == {"draft", "pairs", "network", "task"}
 
 
@@ -374,3 +416,32 @@ def test_list_of_a_missing_folder_says_so(tmp_path, capsys) -> None:
     assert main(["cache", "list", "--cache", str(tmp_path / "a-file")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert not missing.exists()  # listing creates nothing
+
+
+def test_a_warm_starts_training_stream_is_named_by_its_purpose_not_its_cache_key(
+        tmp_path, monkeypatch) -> None:
+    """A change that only re-keys a warm start (here the harness's version) retrains it from
+    the same stream, to the same weights; another seed's stream differs."""
+    import harness.context
+    from harness.nn.config import TrainConfig
+    from harness.plugins import instantiate
+    from harness.registry import methods
+
+    tiny = TrainConfig(steps=8, batch_size=32)
+
+    def trained(seed: int = 0) -> tuple[str, dict[str, torch.Tensor]]:
+        ctx = _ctx(tmp_path, seed=seed)
+        ctx.train_config = tiny
+        method = instantiate(methods, "ws-fm", {"draft": "poor", "t0": 0.5})
+        net = method.prepare(ctx, n_steps=4).network
+        models = ",".join(sorted(k for k in ctx.costs if k.startswith("models/")))
+        return models, {k: v.clone() for k, v in net.state_dict().items()}
+
+    key, weights = trained()
+    monkeypatch.setattr(harness.context, "__version__", "re-keyed")
+    _new_worker()
+    other_key, other = trained()
+    assert other_key != key  # a new cache entry: trained again, not loaded
+    assert all(torch.equal(weights[k], other[k]) for k in weights)
+    _, seed_1 = trained(seed=1)
+    assert not all(torch.equal(weights[k], seed_1[k]) for k in weights)

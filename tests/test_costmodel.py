@@ -219,10 +219,10 @@ def test_cost_model_section() -> None:
 
 
 def test_the_band_before_and_after_on_the_reference_smoke_run() -> None:
-    """benchmarks/bench_bound_band.py on the checked-in smoke run (version 2, 351 timed
-    warm-start cells): the old band let 1.98 x N/K pass at the median cell and could flag no
-    shortfall in 170 cells; the new one is narrower at the median and can flag a shortfall in
-    every cell."""
+    """benchmarks/bench_bound_band.py on the checked-in smoke run (351 timed warm-start
+    cells): the new band is narrower than the old at the median cell and can flag a shortfall
+    in every cell. (On the noisier host of the reference's first version 2 run, the old band
+    let 1.98 x N/K pass at the median cell and could flag no shortfall in 170 cells.)"""
     import importlib.util
     from pathlib import Path
 
@@ -235,8 +235,7 @@ def test_the_band_before_and_after_on_the_reference_smoke_run() -> None:
 
     cells = [r for r in read_cells(root / "results" / "reference" / "smoke") if r.bound]
     old, new, _ = bench.report([bench.judge(r) for r in cells])[1:]
-    assert "median cell 1.980x, 90th percentile 3.361x" in old
-    assert "no shortfall can be flagged in 170 cells" in old
+    assert "median cell 1.144x, 90th percentile 1.280x" in old
     assert "no shortfall can be flagged in 0 cells" in new
     median = re.search(r"median cell ([\d.]+)x", new).group(1)
-    assert float(median) < 1.6
+    assert float(median) < 1.144

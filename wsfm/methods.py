@@ -261,9 +261,11 @@ class WarmStartFM(_WarmStart):
         def train(net: nn.Module) -> dict[str, object]:
             if self.init == "finetune":
                 net.load_state_dict(full_model(ctx).state_dict())
-            # The stream depends on what the model is (the key), not on how it is sampled.
+            # The stream is named by the model's purpose and seed, as full FM's and the
+            # drafts' are, not by its cache key: a change that only re-keys the model (an
+            # option of another draft, the harness's version) does not re-roll its figures.
             return train_flow(ctx, net, make_path(ctx.task.discrete, self.t0), source, x_r, x_d,
-                              f"ws-fm:{stable_hash(key)}",
+                              f"ws-fm:{self.draft}:t0={self.t0:g}:{self.start}:{self.init}",
                               f"ws-fm {self.draft} t0={self.t0:g} {self.start} {self.init} "
                               f"seed {ctx.seed}", config=own)
 
