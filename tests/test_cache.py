@@ -147,11 +147,11 @@ def test_a_draft_option_keys_its_own_draft_and_pairs_and_nothing_else(tmp_path, 
         assert _changed(base, keys(**{option: value})) == expected, option
     # A warm start's network names its pairs in its own key: a new good draft retrains the
     # good draft's warm start, and only it.
-    good_option, (value, moved) = next(iter(changes.items()))
-    assert moved == {"good"}  # each table starts with a good-draft option
+    good_option, (good_value, good_moved) = next(iter(changes.items()))
+    assert good_moved == {"good"}  # each table starts with a good-draft option
     ctx, other = (CellContext(task, {**base_options, **o}, 0, "cpu", cache, progress=False,
                               memo=_WORKER[0])
-                  for o in ({}, {good_option: value}))
+                  for o in ({}, {good_option: good_value}))
 
     def warm_start(c: Any, draft: str) -> str:
         return stable_hash(c.network_key("flow", {"pairs": stable_hash(c.pairs_key(draft))}))
